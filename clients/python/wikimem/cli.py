@@ -1,0 +1,399 @@
+"""The `wikimem` command: ingest, ask, inspect and delete documents, and run the services.
+
+Exit codes: 0 ok; 1 partial failure or a failed request; 2 usage error or bad input; 3 server not reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from wikimem import ingest as ingest_mod
+from wikimem.client import WikimemClient
+from wikimem.errors import InvalidArgumentError, UnavailableError, UnimplementedError, WikimemError
+from wikimem.models import Answer, Citation, answer_to_dict, default_address, document_to_dict
+from wikimem.serve import SERVICES, serve_all, serve_in_process, serve_one
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    """An expected failure: print `message` and exit with `code`, no traceback."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _split_groups(values: Sequence[str] | None) -> list[str]:
+    return [g.strip() for value in values or () for g in value.split(",") if g.strip()]
+
+
+def _client(args: argparse.Namespace) -> WikimemClient:
+    return WikimemClient(address=args.addr, groups=_split_groups(args.groups), timeout=args.timeout)
+
+
+def _unavailable(client: WikimemClient, exc: UnavailableError) -> CliError:
+    """Tell "nothing listens there" apart from "the orchestrator is up but a service behind it is not"."""
+    try:
+        client.health(timeout=2.0)
+    except WikimemError:
+        return CliError(f"cannot reach wikimem at {client.address} — start it with `wikimem serve`", EXIT_UNAVAILABLE)
+    return CliError(f"wikimem at {client.address} is up but cannot answer: {exc.message}", EXIT_UNAVAILABLE)
+
+
+def _error(client: WikimemClient, exc: WikimemError) -> CliError:
+    if isinstance(exc, UnavailableError):
+        return _unavailable(client, exc)
+    if isinstance(exc, UnimplementedError):
+        return CliError(
+            f"the server at {client.address} is not a wikimem orchestrator ({exc.message})", EXIT_UNAVAILABLE
+        )
+    code = EXIT_USAGE if isinstance(exc, InvalidArgumentError) else EXIT_FAILED
+    return CliError(f"{exc.code.name.lower()}: {exc.message}", code)
+
+
+def _json_line(obj: Any, out: TextIO) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+# --- ask -----------------------------------------------------------------------------------------------------
+
+
+def _bold(text: str, tty: bool) -> str:
+    return f"\033[1m{text}\033[0m" if tty and text else text
+
+
+def format_citation(number: int, citation: Citation, tty: bool = False) -> str:
+    """`[1] title — doc_id@rev chars start–end` and the quote (the answer in bold on a terminal)."""
+    title = citation.title or citation.doc_id
+    head = f"[{number}] {title} — {citation.doc_id}@{citation.revision} chars {citation.start}–{citation.end}"
+    quote = citation.quote
+    a, b = citation.answer_start - citation.start, citation.answer_end - citation.start
+    if tty and 0 <= a < b <= len(quote):
+        quote = quote[:a] + _bold(quote[a:b], True) + quote[b:]
+    quote = " ".join(quote.split())
+    return f"{head}\n    “{quote}”"
+
+
+def print_answer(answer: Answer, out: TextIO, tty: bool = False, with_answer: bool = True) -> None:
+    if not with_answer:
+        pass
+    elif answer.abstained:
+        reason = f" ({answer.abstain_reason})" if answer.abstain_reason else ""
+        out.write(f"No answer in the wiki{reason}.\n")
+    else:
+        out.write(_bold(" ".join(answer.answer.split()), tty) + "\n")  # a span may cross a line break
+    if answer.citations:
+        out.write("\n")
+        for i, citation in enumerate(answer.citations, 1):
+            out.write(format_citation(i, citation, tty) + "\n")
+    for warning in answer.warnings:
+        out.write(f"note: {warning}\n")
+    out.flush()
+
+
+def _ask_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "collection": args.collection,
+        "retrieve_k": args.retrieve_k,
+        "read_k": args.read_k,
+        "reader": args.reader,
+        "no_cache": args.no_cache,
+        "include_passages": args.passages,
+    }
+
+
+def _stream_answer(client: WikimemClient, question: str, args: argparse.Namespace, tty: bool) -> None:
+    """Print the answer as its deltas arrive, then the citations."""
+    final: Answer | None = None
+    streamed = False
+    for event in client.ask_stream(question, **_ask_kwargs(args)):
+        if isinstance(event, str):
+            sys.stdout.write(event)
+            sys.stdout.flush()
+            streamed = streamed or bool(event)
+        else:
+            final = event
+    if final is None:
+        raise CliError("the answer stream ended without a result", EXIT_FAILED)
+    if not streamed:
+        print_answer(final, sys.stdout, tty)
+        return
+    sys.stdout.write("\n")
+    print_answer(final, sys.stdout, tty, with_answer=False)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    tty = sys.stdout.isatty()
+    with _client(args) as client:
+        if args.question != "-":
+            try:
+                if args.stream and not args.json:
+                    _stream_answer(client, args.question, args, tty)
+                    return EXIT_OK
+                answer = client.ask(args.question, **_ask_kwargs(args))
+            except WikimemError as exc:
+                raise _error(client, exc) from None
+            if args.json:
+                _json_line(answer_to_dict(answer, args.question), sys.stdout)
+            else:
+                print_answer(answer, sys.stdout, tty)
+            return EXIT_OK
+        failed = 0
+        for line in sys.stdin:
+            question = line.strip()
+            if not question:
+                continue
+            try:
+                answer = client.ask(question, **_ask_kwargs(args))
+            except (UnavailableError, UnimplementedError) as exc:
+                raise _error(client, exc) from None
+            except WikimemError as exc:
+                failed += 1
+                if args.json:
+                    _json_line(
+                        {"question": question, "error": {"code": exc.code.name, "message": exc.message}}, sys.stdout
+                    )
+                else:
+                    print(f"Q: {question}\nerror: {exc.message}\n", flush=True)
+                continue
+            if args.json:
+                _json_line(answer_to_dict(answer, question), sys.stdout)
+            else:
+                sys.stdout.write(f"Q: {question}\n")
+                print_answer(answer, sys.stdout, tty)
+                sys.stdout.write("\n")
+        return EXIT_FAILED if failed else EXIT_OK
+
+
+# --- documents -----------------------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    try:
+        files = ingest_mod.discover(args.paths)
+    except ingest_mod.IngestUsageError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if not files:
+        raise CliError(
+            f"no Markdown or text files ({', '.join(ingest_mod.SUFFIXES)}) in {' '.join(args.paths)}", EXIT_USAGE
+        )
+    from tqdm import tqdm
+
+    acl = _split_groups(args.acl)
+    with (
+        _client(args) as client,
+        tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, desc="ingest") as bar,
+    ):
+
+        def done(item: ingest_mod.FileToIngest, outcome: str, detail: str) -> None:
+            bar.update(1)
+            if outcome == "failed":
+                bar.write(f"skipped {item.path}: {detail}", file=sys.stderr)
+            elif outcome != "unchanged" and not args.quiet:
+                bar.write(f"{outcome:<8} {item.doc_id} ({detail})", file=sys.stdout)
+
+        try:
+            report = ingest_mod.ingest(
+                client, files, collection=args.collection, acl=acl, workers=args.workers, on_done=done
+            )
+        except (UnavailableError, UnimplementedError) as exc:
+            bar.close()
+            raise _error(client, exc) from None
+    print(
+        f"{report.total} files: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.unchanged)} unchanged, {len(report.failed)} failed"
+    )
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    failed = 0
+    with _client(args) as client:
+        for doc_id in args.doc_ids:
+            try:
+                revision = client.delete_document(doc_id, collection=args.collection)
+            except (UnavailableError, UnimplementedError) as exc:
+                raise _error(client, exc) from None
+            except WikimemError as exc:
+                failed += 1
+                print(f"{doc_id}: {exc.message}", file=sys.stderr)
+                continue
+            print(f"deleted {doc_id} (rev {revision})")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            docs = list(client.list_documents(collection=args.collection))
+        except WikimemError as exc:
+            raise _error(client, exc) from None
+    if args.json:
+        for doc in docs:
+            _json_line(document_to_dict(doc), sys.stdout)
+        return EXIT_OK
+    if not docs:
+        print("no documents")
+        return EXIT_OK
+    width = min(60, max(len("doc_id"), *(len(d.doc_id) for d in docs)))
+    print(f"{'doc_id':<{width}}  {'rev':>4}  {'chunks':>6}  {'chars':>8}  title")
+    for d in docs:
+        acl = f"  [acl: {', '.join(d.acl)}]" if d.acl else ""
+        print(f"{d.doc_id:<{width}}  {d.revision:>4}  {d.chunk_count:>6}  {d.char_count:>8}  {d.title}{acl}")
+    print(f"{len(docs)} documents")
+    return EXIT_OK
+
+
+def cmd_source(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            src = client.get_source(
+                args.doc_id,
+                args.revision,
+                args.start,
+                args.end,
+                collection=args.collection,
+                context_chars=args.context,
+            )
+        except WikimemError as exc:
+            raise _error(client, exc) from None
+    if args.json:
+        _json_line(
+            {
+                "document": document_to_dict(src.document),
+                "passage": src.passage,
+                "before": src.before,
+                "after": src.after,
+            },
+            sys.stdout,
+        )
+        return EXIT_OK
+    doc = src.document
+    print(f"{doc.title or doc.doc_id} — {doc.doc_id}@{doc.revision} chars {args.start}–{args.end}  ({doc.source})")
+    print()
+    tty = sys.stdout.isatty()
+    passage = _bold(src.passage, True) if tty else f"[[{src.passage}]]"
+    lead = "…" if len(src.before) < args.start else ""
+    trail = "…" if args.end + len(src.after) < doc.char_count else ""
+    print(f"{lead}{src.before}{passage}{src.after}{trail}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.in_process:
+        return serve_in_process(args.addr, args.data)
+    return serve_all(args.addr, args.data, args.log_dir)
+
+
+# --- parser --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--addr", default=None, help=f"orchestrator address (default: $WIKIMEM_ADDR or {default_address()})"
+    )
+    common.add_argument(
+        "--groups",
+        action="append",
+        metavar="G[,G...]",
+        help="your groups, for documents with an access list (repeatable or comma-separated)",
+    )
+    common.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    collection = argparse.ArgumentParser(add_help=False)
+    collection.add_argument("--collection", default="", help="wiki collection (default: the default one)")
+
+    parser = argparse.ArgumentParser(prog="wikimem", description="Question answering over a company wiki.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "ingest",
+        parents=[common, collection],
+        help="add or update Markdown/text files or folders",
+        description="Put Markdown (.md, .markdown) and text (.txt) files into the memory. The doc id "
+        "is the path relative to the folder given (a file given directly: its name). Unchanged files "
+        "are no-ops; nothing is ever deleted.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--acl", action="append", metavar="GROUP", help="restrict the documents to these groups")
+    p.add_argument("--workers", type=int, default=4, help="concurrent uploads (default 4)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary and failures")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "ask",
+        parents=[common, collection],
+        help="answer a question with citations",
+        description="Answer a question from the wiki. QUESTION '-' reads one question per line from "
+        "stdin (with --json: one JSON object per line out).",
+    )
+    p.add_argument("question", metavar="QUESTION")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--reader", default="", help="reader backend (default: the server's)")
+    p.add_argument("--no-cache", action="store_true", help="skip the answer cache")
+    p.add_argument("--retrieve-k", type=int, default=0, help="chunks to retrieve (default: server's)")
+    p.add_argument("--read-k", type=int, default=0, help="passages to read after reranking (default: server's)")
+    p.add_argument("--passages", action="store_true", help="include the retrieved passages (with --json)")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is produced")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("delete", parents=[common, collection], help="delete documents")
+    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("docs", parents=[common, collection], help="list documents")
+    p.add_argument("--json", action="store_true", help="one JSON object per document and line")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("source", parents=[common, collection], help="show a cited passage in context")
+    p.add_argument("doc_id", metavar="DOC_ID")
+    p.add_argument("revision", type=int, metavar="REVISION")
+    p.add_argument("start", type=int, metavar="START")
+    p.add_argument("end", type=int, metavar="END")
+    p.add_argument("--context", type=int, default=0, help="characters of context each side (default: server's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_source)
+
+    p = sub.add_parser(
+        "serve",
+        help="run all services (or one: SERVICE) in the foreground",
+        description="Without SERVICE: start all five services as child processes and wait until "
+        "SIGINT/SIGTERM. With SERVICE: run just that one (extra flags such as --port-file are "
+        "passed to it).",
+    )
+    p.add_argument("service", nargs="?", choices=SERVICES, metavar="SERVICE", help=" | ".join(SERVICES))
+    p.add_argument("--addr", default=None, help="orchestrator address (default: $WIKIMEM_ADDR or 127.0.0.1:50051)")
+    p.add_argument("--data", default=None, help="memory data directory (default: $WIKIMEM_DATA or ./.wikimem)")
+    p.add_argument("--log-dir", default=None, help="service logs (default: DATA/logs)")
+    p.add_argument("--in-process", action="store_true", help="run all five in this process (threads)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if len(args_list) >= 2 and args_list[0] == "serve" and args_list[1] in SERVICES:
+        return serve_one(args_list[1], args_list[2:])
+    args = build_parser().parse_args(args_list)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CliError as exc:
+        print(f"wikimem: {exc.message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("wikimem: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Memory settings from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from wikimem_common.config import ConfigError, env_float, env_int, env_str
+from wikimem_common.server import peer_address
+
+BACKENDS = ("edge", "qdrant")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    #: The memory's own directory: `$WIKIMEM_DATA/memory` (Qdrant Edge shard + sqlite registry).
+    data_dir: Path
+    backend: str = "edge"
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    #: Qdrant collection names: `<prefix>_chunks` and `<prefix>_documents`.
+    qdrant_prefix: str = "wikimem"
+    embedder_addr: str = "127.0.0.1:50052"
+    embed_timeout_s: float = 120.0
+    #: Texts per Embed call.
+    embed_batch: int = 128
+    #: Embedding size (all-MiniLM-L6-v2: 384); vectors of another size are rejected.
+    dim: int = 384
+    max_doc_bytes: int = 5 * 1024 * 1024
+    max_doc_id_chars: int = 512
+    max_top_k: int = 1000
+    default_top_k: int = 10
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    chunk_target_words: int = 200
+    chunk_max_words: int = 250
+    chunk_overlap_words: int = 40
+    #: Background HNSW build (edge): check every interval, run once this many points changed and writes paused.
+    optimize_interval_s: float = 30.0
+    optimize_min_changes: int = 1000
+
+    @classmethod
+    def from_env(cls) -> MemoryConfig:
+        backend = env_str("WIKIMEM_MEMORY_BACKEND", "edge").strip().lower()
+        if backend not in BACKENDS:
+            raise ConfigError(f"WIKIMEM_MEMORY_BACKEND={backend!r} must be one of {', '.join(BACKENDS)}")
+        qdrant_url = os.environ.get("QDRANT_URL") or None
+        if backend == "qdrant" and not qdrant_url:
+            raise ConfigError("WIKIMEM_MEMORY_BACKEND=qdrant needs QDRANT_URL (http(s)://host:6333, or :memory:)")
+        config = cls(
+            data_dir=Path(env_str("WIKIMEM_DATA", "./.wikimem")) / "memory",
+            backend=backend,
+            qdrant_url=qdrant_url,
+            qdrant_api_key=os.environ.get("QDRANT_API_KEY") or None,
+            qdrant_prefix=env_str("WIKIMEM_QDRANT_PREFIX", "wikimem"),
+            embedder_addr=peer_address("embedder"),
+            embed_timeout_s=env_float("WIKIMEM_EMBED_TIMEOUT_S", 120.0),
+            dim=env_int("WIKIMEM_MEMORY_DIM", 384),
+            max_doc_bytes=env_int("WIKIMEM_MAX_DOC_BYTES", 5 * 1024 * 1024),
+            max_top_k=env_int("WIKIMEM_MAX_TOP_K", 1000),
+            chunk_target_words=env_int("WIKIMEM_CHUNK_WORDS", 200),
+            chunk_max_words=env_int("WIKIMEM_CHUNK_MAX_WORDS", 250),
+            chunk_overlap_words=env_int("WIKIMEM_CHUNK_OVERLAP_WORDS", 40),
+            optimize_interval_s=env_float("WIKIMEM_OPTIMIZE_INTERVAL_S", 30.0),
+            optimize_min_changes=env_int("WIKIMEM_OPTIMIZE_MIN_CHANGES", 1000),
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.dim < 1:
+            raise ConfigError(f"WIKIMEM_MEMORY_DIM={self.dim} must be positive")
+        if self.max_doc_bytes < 1:
+            raise ConfigError(f"WIKIMEM_MAX_DOC_BYTES={self.max_doc_bytes} must be positive")
+        if not 1 <= self.max_top_k <= 10_000:
+            raise ConfigError(f"WIKIMEM_MAX_TOP_K={self.max_top_k} must be in 1..10000")
+        if not 0 < self.chunk_target_words <= self.chunk_max_words:
+            raise ConfigError(
+                f"WIKIMEM_CHUNK_WORDS={self.chunk_target_words} must be positive and at most "
+                f"WIKIMEM_CHUNK_MAX_WORDS={self.chunk_max_words}"
+            )
+        if not 0 <= self.chunk_overlap_words < self.chunk_target_words:
+            raise ConfigError(f"WIKIMEM_CHUNK_OVERLAP_WORDS={self.chunk_overlap_words} must be below the chunk size")

@@ -1,0 +1,344 @@
+"""The memory's core (no gRPC): chunk → embed → atomic replace, and filtered, revision-consistent search.
+
+Atomic replace: a new revision's chunks are written under new point ids (uuid5 of doc@revision#ordinal), then the
+registry flips the document's current revision (one transaction, which also bumps the generation), then the old
+revision's chunks are deleted. A search over-fetches and keeps only chunks whose (doc_id, revision) is current in
+the registry, so it sees all of one revision or all of the other, never a mix and never both. A failed write
+(embedder down, store error) leaves the previous revision current and its chunks untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from wikimem_common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from wikimem_common.timing import Timings
+
+from . import documents as validate
+from .chunking import chunk_document, embedding_text
+from .config import MemoryConfig
+from .embedding import EmbedderClient
+from .store import Backend
+from .store.base import ChunkPoint, DocRecord, Hit, PointFilter, chunk_point_id, read_list
+
+log = logging.getLogger("wikimem.memory")
+
+
+@dataclass
+class UpsertInput:
+    doc_id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    collection: str = ""
+    acl: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    revision: int = 0
+    if_revision: int | None = None
+
+
+@dataclass
+class ScoredChunk:
+    payload: dict[str, Any]
+    score: float
+
+
+class KeyedLocks:
+    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+class MemoryService:
+    def __init__(self, config: MemoryConfig, backend: Backend, embedder: EmbedderClient) -> None:
+        self.config = config
+        self.store = backend.store
+        self.registry = backend.registry
+        self._backend = backend
+        self.embedder = embedder
+        self._locks = KeyedLocks()
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert(self, req: UpsertInput, timings: Timings) -> tuple[DocRecord, bool]:
+        cfg = self.config
+        collection = validate.collection_name(req.collection)
+        doc_id = validate.doc_id(req.doc_id, cfg.max_doc_id_chars)
+        text = validate.document_text(req.text, cfg.max_doc_bytes)
+        acl = validate.acl(req.acl)
+        metadata = validate.metadata(req.metadata)
+        with self._locks.hold((collection, doc_id)):
+            current = self.registry.get(collection, doc_id)
+            current_revision = current.revision if current else 0
+            if req.if_revision is not None and req.if_revision != current_revision:
+                raise Aborted(
+                    f"document {doc_id!r} is at revision {current_revision}, not {req.if_revision} (if_revision); "
+                    "re-read it and retry"
+                )
+            with timings.stage("chunk"):
+                chunked = chunk_document(
+                    text,
+                    doc_id=doc_id,
+                    source=req.source,
+                    title=req.title,
+                    target_words=cfg.chunk_target_words,
+                    max_words=cfg.chunk_max_words,
+                    overlap_words=cfg.chunk_overlap_words,
+                )
+            sha = validate.sha256_text(text)
+            unchanged = (
+                current is not None
+                and current.content_sha256 == sha
+                and current.title == chunked.title
+                and current.source == req.source
+                and current.acl == acl
+                and current.metadata == metadata
+            )
+            if current is not None and unchanged and req.revision in (0, current_revision):
+                return current, False
+            if req.revision and req.revision <= current_revision:
+                raise FailedPrecondition(
+                    f"revision {req.revision} of document {doc_id!r} is not newer than the current revision "
+                    f"{current_revision}; send 0 to let the memory assign {current_revision + 1}"
+                )
+            revision = req.revision or current_revision + 1
+            record = DocRecord(
+                collection=collection,
+                doc_id=doc_id,
+                revision=revision,
+                title=chunked.title,
+                source=req.source,
+                acl=acl,
+                content_sha256=sha,
+                chunk_count=len(chunked.chunks),
+                char_count=len(text),
+                updated_at=time.time(),
+                metadata=metadata,
+            )
+            matrix = None
+            if current is not None and current.content_sha256 == sha and current.title == chunked.title:
+                with timings.stage("reuse"):
+                    matrix = self._old_vectors(current)  # only acl / source / metadata changed
+            if matrix is None:  # (a page of only front matter, e.g. a redirect, has no chunks: nothing to embed)
+                with timings.stage("embed"):
+                    matrix = self.embedder.embed(
+                        [embedding_text(chunked.title, c.heading, c.text) for c in chunked.chunks], self.store.dim
+                    )
+            points = [
+                ChunkPoint(
+                    id=chunk_point_id(collection, doc_id, revision, c.ordinal),
+                    vector=matrix[i],
+                    payload={
+                        "chunk_id": validate.chunk_key(doc_id, revision, c.ordinal),
+                        "doc_id": doc_id,
+                        "revision": revision,
+                        "collection": collection,
+                        "ordinal": c.ordinal,
+                        "start": c.start,
+                        "end": c.end,
+                        "text": c.text,
+                        "heading": c.heading,
+                        "title": chunked.title,
+                        "source": req.source,
+                        "acl": acl,
+                        "read": read_list(acl),
+                    },
+                )
+                for i, c in enumerate(chunked.chunks)
+            ]
+            with timings.stage("write"):
+                try:
+                    self.store.upsert(points)
+                    self.registry.put(record, text)
+                except BaseException:
+                    self._discard(collection, doc_id, revision)
+                    raise
+            with timings.stage("cleanup"):
+                try:
+                    self.store.delete_where(
+                        PointFilter(collection=collection, doc_ids=[doc_id], exclude_revision=revision)
+                    )
+                except Exception:  # stale chunks are filtered out of searches and collected on restart
+                    log.exception("could not delete old chunks", extra={"doc_id": doc_id})
+            return record, True
+
+    def _old_vectors(self, current: DocRecord) -> npt.NDArray[np.float32] | None:
+        ids = [
+            chunk_point_id(current.collection, current.doc_id, current.revision, i) for i in range(current.chunk_count)
+        ]
+        if not ids:
+            return np.zeros((0, self.store.dim), dtype=np.float32)
+        points = {p.id: p for p in self.store.retrieve(ids, with_vectors=True)}
+        if len(points) != len(ids):
+            return None
+        return np.stack([points[i].vector for i in ids]).astype(np.float32)
+
+    def _discard(self, collection: str, doc_id: str, revision: int) -> None:
+        try:
+            self.store.delete_where(PointFilter(collection=collection, doc_ids=[doc_id], revision=revision))
+        except Exception:
+            log.exception("could not discard a failed write's chunks", extra={"doc_id": doc_id})
+
+    def delete(self, collection: str, doc_id: str, if_revision: int | None, timings: Timings) -> int:
+        collection = validate.collection_name(collection)
+        doc_id = validate.doc_id(doc_id, self.config.max_doc_id_chars)
+        with self._locks.hold((collection, doc_id)):
+            current = self.registry.get(collection, doc_id)
+            if current is None:
+                raise NotFound(f"document {doc_id!r} not found in collection {collection!r}")
+            if if_revision is not None and if_revision != current.revision:
+                raise Aborted(
+                    f"document {doc_id!r} is at revision {current.revision}, not {if_revision} (if_revision); "
+                    "re-read it and retry"
+                )
+            with timings.stage("write"):
+                self.registry.delete(collection, doc_id)
+            with timings.stage("cleanup"):
+                try:
+                    self.store.delete_where(PointFilter(collection=collection, doc_ids=[doc_id]))
+                except Exception:
+                    log.exception("could not delete chunks", extra={"doc_id": doc_id})
+            return current.revision
+
+    def collect_orphans(self) -> int:
+        """Delete chunks whose (doc_id, revision) is not current (left by a crash mid-write). Single-writer
+        backends only: with a shared Qdrant it could race another replica's in-flight write."""
+        stale: list[str] = []
+        offset: str | None = None
+        while True:
+            points, offset = self.store.scroll(PointFilter(), 1024, offset)
+            revs = self.registry.revisions({(p.payload["collection"], p.payload["doc_id"]) for p in points})
+            for p in points:
+                if revs.get((p.payload["collection"], p.payload["doc_id"])) != p.payload["revision"]:
+                    stale.append(p.id)
+            if offset is None:
+                break
+        self.store.delete_ids(stale)
+        if stale:
+            log.info("collected orphan chunks", extra={"chunks": len(stale)})
+        return len(stale)
+
+    # ------------------------------------------------------------------ reads
+
+    def search(
+        self,
+        vector: npt.NDArray[np.float32],
+        top_k: int,
+        collection: str,
+        groups: Sequence[str],
+        doc_ids: Sequence[str],
+        timings: Timings,
+    ) -> tuple[list[ScoredChunk], int]:
+        if vector.shape != (1, self.store.dim):
+            raise InvalidArgument(f"query vectors have shape {list(vector.shape)}; expected [1, {self.store.dim}]")
+        k = validate.top_k(top_k, self.config.default_top_k, self.config.max_top_k)
+        flt = PointFilter(
+            collection=validate.collection_name(collection),
+            groups=validate.groups(groups),
+            doc_ids=list(dict.fromkeys(doc_ids)) or None,
+        )
+        generation = self.registry.generation()
+        fetch = k + max(16, k)
+        kept: list[ScoredChunk] = []
+        for _attempt in range(6):
+            with timings.stage("search"):
+                hits = self.store.search(vector[0], fetch, flt)
+            with timings.stage("filter"):
+                kept, outdated = self._current_only(hits)
+            if len(kept) >= k:
+                break
+            if len(hits) < fetch and not outdated:
+                break  # everything that matches was seen
+            if len(hits) >= fetch:
+                fetch *= 4
+        return kept[:k], generation
+
+    def _current_only(self, hits: list[Hit]) -> tuple[list[ScoredChunk], bool]:
+        """Hits of current revisions (deduplicated); also whether a hit was older than its current revision
+        (a newer revision's chunks may have landed after the search ran: worth searching again)."""
+        revs = self.registry.revisions({(h.payload["collection"], h.payload["doc_id"]) for h in hits})
+        kept: list[ScoredChunk] = []
+        seen: set[str] = set()
+        outdated = False
+        for h in hits:
+            current = revs.get((h.payload["collection"], h.payload["doc_id"]))
+            if current is None or h.payload["revision"] != current:
+                outdated = outdated or (current is not None and h.payload["revision"] < current)
+                continue
+            if h.id not in seen:
+                seen.add(h.id)
+                kept.append(ScoredChunk(payload=h.payload, score=h.score))
+        return kept, outdated
+
+    def _visible(self, collection: str, doc_id: str, groups: Sequence[str]) -> DocRecord:
+        collection = validate.collection_name(collection)
+        doc_id = validate.doc_id(doc_id, self.config.max_doc_id_chars)
+        record = self.registry.get(collection, doc_id)
+        if record is None or not record.visible_to(validate.groups(groups)):
+            raise NotFound(f"document {doc_id!r} not found in collection {collection!r}")
+        return record
+
+    def get(self, collection: str, doc_id: str, groups: Sequence[str], include_text: bool) -> tuple[DocRecord, str]:
+        record = self._visible(collection, doc_id, groups)
+        text = ""
+        if include_text:
+            text = self.registry.get_text(record.collection, record.doc_id) or ""
+        return record, text
+
+    def get_chunks(self, collection: str, doc_id: str, groups: Sequence[str]) -> list[dict[str, Any]]:
+        record = self._visible(collection, doc_id, groups)
+        ids = [chunk_point_id(record.collection, record.doc_id, record.revision, i) for i in range(record.chunk_count)]
+        points = self.store.retrieve(ids)
+        return sorted((p.payload for p in points), key=lambda p: int(p["ordinal"]))
+
+    def list(
+        self, collection: str, groups: Sequence[str], doc_ids: Sequence[str], page_size: int, page_token: str
+    ) -> tuple[list[DocRecord], str]:
+        collection = validate.collection_name(collection)
+        size = page_size or self.config.default_page_size
+        size = min(size, self.config.max_page_size)
+        after = validate.decode_page_token(page_token, collection)
+        records, cursor = self.registry.list(collection, validate.groups(groups), list(doc_ids) or None, size, after)
+        return records, (validate.encode_page_token(collection, cursor) if cursor is not None else "")
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.registry.counts()
+        return {
+            "documents": sum(counts.values()),
+            "chunks": self.store.count(),
+            "generation": self.registry.generation(),
+            "backend": self.store.backend,
+            "dim": self.store.dim,
+            "documents_per_collection": counts,
+        }
+
+    def close(self) -> None:
+        self.embedder.close()
+        self._backend.close()

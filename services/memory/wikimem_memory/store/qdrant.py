@@ -1,0 +1,282 @@
+"""A Qdrant server (through qdrant-client) as the vector store and the registry.
+
+The registry lives in Qdrant too (a second, vectorless collection with one point per document whose payload
+holds the metadata and the full text, plus one point holding the generation), so several memory replicas can
+share one Qdrant. Tests use `QdrantClient(":memory:")`, which speaks the same API in-process.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from wikimem_common.config import ConfigError
+
+from .base import (
+    ID_NAMESPACE,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    PUBLIC,
+    ChunkPoint,
+    DocRecord,
+    Hit,
+    PointFilter,
+    next_generation,
+    read_list,
+    registry_point_id,
+)
+
+_GENERATION_ID = str(uuid.uuid5(ID_NAMESPACE, "meta\x00generation"))
+
+
+def qdrant_filter(flt: PointFilter | None) -> qm.Filter | None:
+    if flt is None:
+        return None
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if flt.collection is not None:
+        must.append(qm.FieldCondition(key="collection", match=qm.MatchValue(value=flt.collection)))
+    if flt.groups is not None:
+        must.append(qm.FieldCondition(key="read", match=qm.MatchAny(any=[PUBLIC, *flt.groups])))
+    if flt.doc_ids is not None:
+        must.append(qm.FieldCondition(key="doc_id", match=qm.MatchAny(any=list(flt.doc_ids))))
+    if flt.revision is not None:
+        must.append(qm.FieldCondition(key="revision", match=qm.MatchValue(value=flt.revision)))
+    if flt.exclude_revision is not None:
+        must_not.append(qm.FieldCondition(key="revision", match=qm.MatchValue(value=flt.exclude_revision)))
+    if not must and not must_not:
+        return None
+    return qm.Filter(must=must or None, must_not=must_not or None)
+
+
+class _Serialized:
+    """qdrant-client's in-process (:memory:) engine is not thread-safe; a server is. Serialise calls to it."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
+
+
+def connect(url: str, api_key: str | None) -> QdrantClient:
+    if url == ":memory:":
+        return cast(QdrantClient, _Serialized(QdrantClient(":memory:")))
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"QDRANT_URL={url!r} must be an http(s) URL of a Qdrant server (or :memory: for tests)")
+    return QdrantClient(url=url, api_key=api_key or None, timeout=30)
+
+
+def _ensure_indexes(client: QdrantClient, name: str, keywords: Sequence[str], integers: Sequence[str]) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Payload indexes have no effect in the local Qdrant")
+        for key in keywords:
+            client.create_payload_index(name, key, field_schema=qm.PayloadSchemaType.KEYWORD)
+        for key in integers:
+            client.create_payload_index(name, key, field_schema=qm.PayloadSchemaType.INTEGER)
+
+
+class QdrantVectorStore:
+    backend = "qdrant"
+
+    def __init__(self, client: QdrantClient, collection: str, dim: int) -> None:
+        self._client = client
+        self.name = collection
+        self.dim = dim
+        if client.collection_exists(collection):
+            params = client.get_collection(collection).config.params.vectors
+            size = getattr(params, "size", None)
+            if size != dim:
+                raise ConfigError(f"Qdrant collection {collection!r} holds {size}-d vectors; the memory needs {dim}-d")
+        else:
+            client.create_collection(collection, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE))
+            _ensure_indexes(client, collection, KEYWORD_FIELDS, INTEGER_FIELDS)
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        if not points:
+            return
+        self._client.upsert(
+            self.name,
+            points=[
+                qm.PointStruct(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(), payload=p.payload)
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._client.delete(self.name, points_selector=qm.PointIdsList(points=list(ids)), wait=True)
+
+    def delete_where(self, flt: PointFilter) -> None:
+        f = qdrant_filter(flt)
+        if f is None:
+            raise ValueError("refusing to delete every point: give a filter")
+        self._client.delete(self.name, points_selector=qm.FilterSelector(filter=f), wait=True)
+
+    def search(self, vector: npt.NDArray[np.float32], limit: int, flt: PointFilter) -> list[Hit]:
+        result = self._client.query_points(
+            self.name,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            limit=limit,
+            query_filter=qdrant_filter(flt),
+            with_payload=True,
+        )
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
+
+    @staticmethod
+    def _point(record: Any, with_vectors: bool) -> ChunkPoint:
+        vector = np.asarray(record.vector, dtype=np.float32) if with_vectors else np.zeros(0, dtype=np.float32)
+        return ChunkPoint(id=str(record.id), vector=vector, payload=dict(record.payload or {}))
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[ChunkPoint]:
+        if not ids:
+            return []
+        records = self._client.retrieve(self.name, ids=list(ids), with_payload=True, with_vectors=with_vectors)
+        return [self._point(r, with_vectors) for r in records]
+
+    def scroll(self, flt: PointFilter, limit: int, offset: str | None = None) -> tuple[list[ChunkPoint], str | None]:
+        records, nxt = self._client.scroll(
+            self.name, scroll_filter=qdrant_filter(flt), limit=limit, offset=offset, with_payload=True
+        )
+        return [self._point(r, False) for r in records], (str(nxt) if nxt is not None else None)
+
+    def count(self, flt: PointFilter | None = None) -> int:
+        return int(self._client.count(self.name, count_filter=qdrant_filter(flt), exact=True).count)
+
+    def optimize(self) -> bool:
+        return False  # the server optimizes on its own
+
+    def close(self) -> None:
+        pass  # the client is shared with the registry; QdrantBackend closes it
+
+
+class QdrantRegistry:
+    """Documents as payload-only points in a vectorless collection (id = uuid5 of collection and doc id)."""
+
+    def __init__(self, client: QdrantClient, collection: str) -> None:
+        self._client = client
+        self.name = collection
+        if not client.collection_exists(collection):
+            client.create_collection(collection, vectors_config={})
+            _ensure_indexes(client, collection, ("kind", "collection", "doc_id", "read"), ())
+
+    def _fetch(
+        self, collection: str, doc_id: str, fields: list[str] | qm.PayloadSelectorExclude
+    ) -> dict[str, Any] | None:
+        records = self._client.retrieve(
+            self.name, ids=[registry_point_id(collection, doc_id)], with_payload=fields, with_vectors=False
+        )
+        return dict(records[0].payload or {}) if records else None
+
+    def get(self, collection: str, doc_id: str) -> DocRecord | None:
+        payload = self._fetch(collection, doc_id, qm.PayloadSelectorExclude(exclude=["text"]))
+        return DocRecord.from_json(payload) if payload else None
+
+    def get_text(self, collection: str, doc_id: str) -> str | None:
+        payload = self._fetch(collection, doc_id, ["text"])
+        return str(payload["text"]) if payload else None
+
+    def revisions(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        ids = [registry_point_id(c, d) for c, d in keys]
+        if not ids:
+            return {}
+        records = self._client.retrieve(
+            self.name, ids=ids, with_payload=["collection", "doc_id", "revision"], with_vectors=False
+        )
+        out: dict[tuple[str, str], int] = {}
+        for r in records:
+            p = r.payload or {}
+            out[(str(p["collection"]), str(p["doc_id"]))] = int(p["revision"])
+        return out
+
+    def _bump(self) -> int:
+        # Read-modify-write: replicas sharing a server may skip or repeat a value under contention, which only
+        # costs a cache miss (the generation stays monotonic per replica's view).
+        records = self._client.retrieve(self.name, ids=[_GENERATION_ID], with_payload=True)
+        current = int((records[0].payload or {}).get("generation", 0)) if records else 0
+        nxt = next_generation(current)
+        self._client.upsert(
+            self.name,
+            points=[qm.PointStruct(id=_GENERATION_ID, vector={}, payload={"kind": "meta", "generation": nxt})],
+            wait=True,
+        )
+        return nxt
+
+    def put(self, record: DocRecord, text: str) -> int:
+        payload = {**record.to_json(), "kind": "doc", "read": read_list(record.acl), "text": text}
+        self._client.upsert(
+            self.name,
+            points=[qm.PointStruct(id=registry_point_id(record.collection, record.doc_id), vector={}, payload=payload)],
+            wait=True,
+        )
+        return self._bump()
+
+    def delete(self, collection: str, doc_id: str) -> int:
+        self._client.delete(
+            self.name, points_selector=qm.PointIdsList(points=[registry_point_id(collection, doc_id)]), wait=True
+        )
+        return self._bump()
+
+    def list(
+        self,
+        collection: str,
+        groups: Sequence[str] | None,
+        doc_ids: Sequence[str] | None,
+        limit: int,
+        after: str | None,
+    ) -> tuple[list[DocRecord], str | None]:
+        must: list[Any] = [
+            qm.FieldCondition(key="kind", match=qm.MatchValue(value="doc")),
+            qm.FieldCondition(key="collection", match=qm.MatchValue(value=collection)),
+        ]
+        if groups is not None:
+            must.append(qm.FieldCondition(key="read", match=qm.MatchAny(any=[PUBLIC, *groups])))
+        if doc_ids:
+            must.append(qm.FieldCondition(key="doc_id", match=qm.MatchAny(any=list(doc_ids))))
+        records, nxt = self._client.scroll(
+            self.name,
+            scroll_filter=qm.Filter(must=must),
+            limit=limit,
+            offset=after or None,
+            with_payload=qm.PayloadSelectorExclude(exclude=["text"]),
+        )
+        return [DocRecord.from_json(dict(r.payload or {})) for r in records], (str(nxt) if nxt is not None else None)
+
+    def generation(self) -> int:
+        records = self._client.retrieve(self.name, ids=[_GENERATION_ID], with_payload=True)
+        return int((records[0].payload or {}).get("generation", 0)) if records else 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        offset: Any = None
+        doc_filter = qm.Filter(must=[qm.FieldCondition(key="kind", match=qm.MatchValue(value="doc"))])
+        while True:
+            records, offset = self._client.scroll(
+                self.name, scroll_filter=doc_filter, limit=1024, offset=offset, with_payload=["collection"]
+            )
+            for r in records:
+                name = str((r.payload or {}).get("collection", ""))
+                out[name] = out.get(name, 0) + 1
+            if offset is None:
+                return out
+
+    def close(self) -> None:
+        pass

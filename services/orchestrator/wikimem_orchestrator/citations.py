@@ -1,0 +1,64 @@
+"""Citations: map a reader answer (a span inside a chunk) to a quote and spans in the original document.
+
+The quote is the sentence(s) of the chunk around the answer (at most MAX_QUOTE_CHARS, else a window centred on
+the answer). Because a chunk's text is exactly doc_text[chunk.start:chunk.end], offsets inside the chunk shift by
+chunk.start: quote == doc_text[start:end] and start <= answer_start < answer_end <= end.
+"""
+
+from __future__ import annotations
+
+import re
+
+from wikimem.v1 import common_pb2, reader_pb2
+from wikimem_common.errors import ServiceError
+
+MAX_QUOTE_CHARS = 400
+
+# A sentence ends at ., ! or ? followed by whitespace, at a blank line, or at a line break that starts a list
+# item, heading, table row or HTML tag. A plain line break does not end a sentence: wiki Markdown is often
+# hard-wrapped at 80 columns.
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\s*\n[ \t]*\n\s*|\s*\n(?=[ \t]*(?:[-*+][ \t]|\d+[.)][ \t]|#|\||<))")
+
+
+def quote_span(text: str, start: int, end: int, max_chars: int = MAX_QUOTE_CHARS) -> tuple[int, int]:
+    """Span [qs, qe) of the sentence(s) of `text` containing [start, end), trimmed of surrounding whitespace."""
+    qs, qe = 0, len(text)
+    for m in _BOUNDARY.finditer(text):
+        if m.end() <= start:
+            qs = m.end()
+        elif m.start() >= end:
+            qe = m.start()
+            break
+    if qe - qs > max_chars:
+        room = max(0, max_chars - (end - start))
+        qs = max(qs, start - room // 2)
+        qe = min(qe, max(end, qs + max_chars))
+        qs = min(qs, start)
+    while qs < start and text[qs].isspace():
+        qs += 1
+    while qe > end and text[qe - 1].isspace():
+        qe -= 1
+    return qs, qe
+
+
+def build_citation(chunk: common_pb2.Chunk, answer: reader_pb2.ReadAnswer) -> common_pb2.Citation:
+    text = chunk.text
+    start, end = int(answer.start), int(answer.end)
+    if not 0 <= start < end <= len(text):
+        raise ServiceError(
+            f"reader returned the span [{start}, {end}) for chunk {chunk.chunk_id}, which has {len(text)} characters"
+        )
+    qs, qe = quote_span(text, start, end)
+    return common_pb2.Citation(
+        doc_id=chunk.doc_id,
+        revision=chunk.revision,
+        title=chunk.title,
+        source=chunk.source,
+        chunk_id=chunk.chunk_id,
+        start=chunk.start + qs,
+        end=chunk.start + qe,
+        quote=text[qs:qe],
+        answer_start=chunk.start + start,
+        answer_end=chunk.start + end,
+        score=answer.score,
+    )

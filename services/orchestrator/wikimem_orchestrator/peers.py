@@ -1,0 +1,155 @@
+"""gRPC clients for the embedder, memory, reranker and reader, with peer errors mapped to domain errors.
+
+A peer that is down or too slow becomes UNAVAILABLE with a message naming the peer and its address; the codes a
+caller can act on (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ABORTED, RESOURCE_EXHAUSTED,
+PERMISSION_DENIED) pass through with the peer's message. Channels reconnect quickly (100 ms to 2 s backoff), so a
+restarted peer is used again within about two seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+
+from wikimem.v1 import (
+    common_pb2,
+    embedder_pb2,
+    embedder_pb2_grpc,
+    memory_pb2,
+    memory_pb2_grpc,
+    reader_pb2,
+    reader_pb2_grpc,
+    reranker_pb2,
+    reranker_pb2_grpc,
+)
+from wikimem_common import errors
+from wikimem_common.server import GRPC_OPTIONS
+
+from .config import OrchestratorConfig
+
+T = TypeVar("T")
+
+CHANNEL_OPTIONS = [
+    *GRPC_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+_PASS_THROUGH: dict[grpc.StatusCode, type[errors.ServiceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.ABORTED: errors.Aborted,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+}
+
+#: How long the embedder's model id (part of the embedding cache key) is trusted before asking again.
+MODEL_ID_TTL_S = 60.0
+
+
+class Peer:
+    """One peer service: a channel, its name and address, and error mapping for calls through it."""
+
+    def __init__(self, name: str, address: str) -> None:
+        self.name = name
+        self.address = address
+        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+    def error(self, exc: grpc.RpcError, timeout: float) -> errors.ServiceError:
+        code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+        details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+        passed = _PASS_THROUGH.get(code)
+        if passed is not None:
+            return passed(details)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return errors.Unavailable(f"{self.name} service at {self.address} did not answer within {timeout:.1f}s")
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            return errors.Unavailable(f"{self.name} service at {self.address} is unavailable: {details}")
+        return errors.ServiceError(f"{self.name} service at {self.address} failed ({code.name}): {details}")
+
+    def call(self, fn: Callable[..., T], request: object, timeout: float) -> T:
+        try:
+            return fn(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self.error(exc, timeout) from None
+
+    def stream(self, fn: Callable[..., Iterator[T]], request: object, timeout: float) -> Iterator[T]:
+        try:
+            yield from fn(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self.error(exc, timeout) from None
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class GrpcBackends:
+    """The orchestrator's view of its peers (implements pipeline.Backends and documents.MemoryBackend)."""
+
+    def __init__(self, config: OrchestratorConfig) -> None:
+        self.embedder = Peer("embedder", config.embedder_addr)
+        self.memory = Peer("memory", config.memory_addr)
+        self.reranker = Peer("reranker", config.reranker_addr)
+        self.reader = Peer("reader", config.reader_addr)
+        self._embedder = embedder_pb2_grpc.EmbedderStub(self.embedder.channel)
+        self._memory = memory_pb2_grpc.MemoryStub(self.memory.channel)
+        self._reranker = reranker_pb2_grpc.RerankerStub(self.reranker.channel)
+        self._reader = reader_pb2_grpc.ReaderStub(self.reader.channel)
+        self._model_lock = threading.Lock()
+        self._model: tuple[str, float] | None = None
+
+    # embedder
+    def embedder_model(self, timeout: float) -> str:
+        with self._model_lock:
+            if self._model is not None and time.monotonic() - self._model[1] < MODEL_ID_TTL_S:
+                return self._model[0]
+        info = self.embedder.call(self._embedder.Info, embedder_pb2.InfoRequest(), timeout)
+        model_id = f"{info.model_id}/{info.dim}/{info.max_length}"
+        with self._model_lock:
+            self._model = (model_id, time.monotonic())
+        return model_id
+
+    def embed(self, text: str, timeout: float) -> common_pb2.Vectors:
+        response = self.embedder.call(self._embedder.Embed, embedder_pb2.EmbedRequest(texts=[text]), timeout)
+        return response.vectors
+
+    # memory
+    def search(self, request: memory_pb2.SearchRequest, timeout: float) -> memory_pb2.SearchResponse:
+        return self.memory.call(self._memory.Search, request, timeout)
+
+    def generation(self, timeout: float) -> int:
+        return int(self.memory.call(self._memory.Stats, memory_pb2.StatsRequest(), timeout).generation)
+
+    def upsert(self, request: memory_pb2.UpsertRequest, timeout: float) -> memory_pb2.UpsertResponse:
+        return self.memory.call(self._memory.Upsert, request, timeout)
+
+    def delete(self, request: memory_pb2.DeleteRequest, timeout: float) -> memory_pb2.DeleteResponse:
+        return self.memory.call(self._memory.Delete, request, timeout)
+
+    def get(self, request: memory_pb2.GetRequest, timeout: float) -> memory_pb2.GetResponse:
+        return self.memory.call(self._memory.Get, request, timeout)
+
+    def list(self, request: memory_pb2.ListRequest, timeout: float) -> memory_pb2.ListResponse:
+        return self.memory.call(self._memory.List, request, timeout)
+
+    # reranker, reader
+    def rerank(self, request: reranker_pb2.RerankRequest, timeout: float) -> reranker_pb2.RerankResponse:
+        return self.reranker.call(self._reranker.Rerank, request, timeout)
+
+    def read(self, request: reader_pb2.ReadRequest, timeout: float) -> reader_pb2.ReadResponse:
+        return self.reader.call(self._reader.Read, request, timeout)
+
+    def read_stream(
+        self, request: reader_pb2.ReadStreamRequest, timeout: float
+    ) -> Iterator[reader_pb2.ReadStreamResponse]:
+        return self.reader.stream(self._reader.ReadStream, request, timeout)
+
+    def close(self) -> None:
+        for peer in (self.embedder, self.memory, self.reranker, self.reader):
+            peer.close()

@@ -1,0 +1,313 @@
+"""Ask: embed -> search -> rerank -> read -> answer with citations, through the answer cache.
+
+Peers are reached through the `Backends` protocol (messages in, messages out, domain errors raised); no gRPC
+channels or call objects here. Degradation: a failing reranker leaves the vector order (`reranked=false` plus a
+warning); a failing cache leaves the answer uncached (plus a warning). Everything else that fails is an error.
+
+Abstaining: when nothing is retrieved or the reader finds no supported answer, `abstained=true`,
+`abstain_reason` says why and `answer` is ABSTAIN_ANSWER (a sentence a person can read; clients that want an
+empty string check `abstained`).
+
+Streams: the reader's deltas as they come, then the final AskResponse, which is authoritative. When nothing was
+streamed (a cache hit, an abstention, a reader that does not stream) the final answer text is sent as one delta.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from wikimem.v1 import common_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem_common.errors import InvalidArgument, ServiceError, require_text
+from wikimem_common.timing import Timings
+
+from .cache import AnswerKey, GenerationTracker, QueryCache, normalise_collection, normalise_question
+from .citations import build_citation
+from .config import OrchestratorConfig
+
+log = logging.getLogger("wikimem.orchestrator.pipeline")
+
+ABSTAIN_ANSWER = "I don't know: the wiki has no passage that answers this."
+
+#: Stages every Ask response reports (0 when skipped: a cache hit, one hit not worth reranking, ...).
+STAGES = ("cache", "embed", "search", "rerank", "read")
+
+
+class Backends(Protocol):
+    def embedder_model(self, timeout: float) -> str: ...
+
+    def embed(self, text: str, timeout: float) -> common_pb2.Vectors: ...
+
+    def search(self, request: memory_pb2.SearchRequest, timeout: float) -> memory_pb2.SearchResponse: ...
+
+    def generation(self, timeout: float) -> int: ...
+
+    def rerank(self, request: reranker_pb2.RerankRequest, timeout: float) -> reranker_pb2.RerankResponse: ...
+
+    def read(self, request: reader_pb2.ReadRequest, timeout: float) -> reader_pb2.ReadResponse: ...
+
+    def read_stream(
+        self, request: reader_pb2.ReadStreamRequest, timeout: float
+    ) -> Iterator[reader_pb2.ReadStreamResponse]: ...
+
+
+@dataclass(frozen=True)
+class AskParams:
+    question: str  # normalised
+    collection: str
+    groups: tuple[str, ...]
+    retrieve_k: int
+    read_k: int
+    reader: str
+    no_cache: bool
+    include_passages: bool
+
+    def cache_options(self) -> dict[str, object]:
+        return {
+            "retrieve_k": self.retrieve_k,
+            "read_k": self.read_k,
+            "reader": self.reader,
+            "passages": self.include_passages,
+        }
+
+
+class Deadline:
+    """The caller's deadline (absolute, monotonic clock) bounding each peer call's configured timeout."""
+
+    def __init__(self, remaining_s: float | None = None) -> None:
+        self.at = None if remaining_s is None else time.monotonic() + remaining_s
+
+    def timeout(self, configured: float) -> float:
+        if self.at is None:
+            return configured
+        return max(0.001, min(configured, self.at - time.monotonic()))
+
+
+def parse_groups(raw: str | None) -> tuple[str, ...]:
+    """`x-wikimem-groups` metadata ("eng, hr") -> sorted unique groups."""
+    if not raw:
+        return ()
+    return tuple(sorted({g.strip() for g in raw.split(",") if g.strip()}))
+
+
+def rerank_text(chunk: common_pb2.Chunk, with_context: bool) -> str:
+    """The passage the cross-encoder scores: "title > heading. text" (context only where it adds something)."""
+    if not with_context:
+        return chunk.text
+    title, heading = chunk.title.strip(), chunk.heading.strip()
+    # A heading path that already starts at the title (or no title) is used as is.
+    context = heading if heading.startswith(title) and heading else f"{title} > {heading}" if heading else title
+    return f"{context}. {chunk.text}" if context else chunk.text
+
+
+Event = str | rag_pb2.AskResponse
+
+
+class Pipeline:
+    def __init__(
+        self, config: OrchestratorConfig, backends: Backends, cache: QueryCache, generation: GenerationTracker
+    ) -> None:
+        self.config = config
+        self.backends = backends
+        self.cache = cache
+        self.generation = generation
+
+    # request validation
+    def params(self, question: str, options: rag_pb2.AskOptions, groups: Sequence[str]) -> AskParams:
+        require_text(question, "question", self.config.max_question_chars)
+        retrieve_k = options.retrieve_k or self.config.retrieve_k
+        read_k = options.read_k or min(self.config.read_k, retrieve_k)
+        if retrieve_k > self.config.max_retrieve_k:
+            raise InvalidArgument(f"options.retrieve_k is {retrieve_k}; the limit is {self.config.max_retrieve_k}")
+        if read_k > retrieve_k:
+            raise InvalidArgument(f"options.read_k ({read_k}) must not exceed options.retrieve_k ({retrieve_k})")
+        return AskParams(
+            question=normalise_question(question),
+            collection=normalise_collection(options.collection),
+            groups=tuple(sorted(set(groups))),
+            retrieve_k=retrieve_k,
+            read_k=read_k,
+            reader=options.reader,
+            no_cache=options.no_cache,
+            include_passages=options.include_passages,
+        )
+
+    def ask(self, params: AskParams, deadline: Deadline | None = None) -> rag_pb2.AskResponse:
+        for event in self.run(params, deadline or Deadline(), stream=False):
+            if isinstance(event, rag_pb2.AskResponse):
+                return event
+        raise ServiceError("the pipeline ended without an answer")
+
+    def run(self, params: AskParams, deadline: Deadline, stream: bool) -> Iterator[Event]:
+        """Answer deltas (streams only) followed by the final AskResponse."""
+        timings = Timings()
+        for stage in STAGES:
+            timings.add(stage, 0.0)
+        warnings: list[str] = []
+        cfg = self.config
+
+        key: AnswerKey | None = None
+        if self.cache.enabled and not params.no_cache:
+            with timings.stage("cache"):
+                generation = self.generation.current()
+                key = self.cache.answer_key(
+                    generation, params.collection, params.question, params.groups, params.cache_options()
+                )
+                payload = self.cache.get_answer(key, warnings)
+            if payload is not None:
+                response = rag_pb2.AskResponse.FromString(payload)
+                response.cached = True
+                response.warnings.extend(warnings)
+                response.timings_ms.clear()
+                if stream:
+                    yield response.answer
+                timings.finish(response.timings_ms)
+                yield response
+                return
+
+        vector = self._embed(params.question, deadline, timings, warnings)
+
+        with timings.stage("search"):
+            found = self.backends.search(
+                memory_pb2.SearchRequest(
+                    query=vector,
+                    top_k=params.retrieve_k,
+                    filter=common_pb2.Filter(collection=params.collection, groups=list(params.groups)),
+                    query_text=params.question,
+                ),
+                deadline.timeout(cfg.peer_timeout_s),
+            )
+        hits = list(found.hits)
+        response = rag_pb2.AskResponse(generation=found.generation, reranked=True)
+
+        if not hits:
+            response.abstained = True
+            response.abstain_reason = (
+                f"nothing in collection {params.collection!r} that your groups may read matched the question"
+            )
+            response.answer = ABSTAIN_ANSWER
+            if stream:
+                yield response.answer
+        else:
+            hits = self._rerank(params, hits, deadline, timings, warnings, response)
+            passages = hits[: params.read_k]
+            sent: list[str] = []
+            read = yield from self._read(params, passages, deadline, timings, stream, sent)
+            self._answer(response, read, passages)
+            if params.include_passages:
+                response.passages.extend(hits)
+            if stream and not sent:  # a reader that streamed nothing (or abstained): the answer as one delta
+                yield response.answer
+
+        storable = key is not None and found.generation == key.generation and response.reranked
+        if key is not None and storable:
+            with timings.stage("cache"):
+                cited = [(c.doc_id, int(c.revision)) for c in response.citations]
+                self.cache.put_answer(key, response.SerializeToString(), cited, warnings)
+        response.warnings.extend(warnings)
+        timings.finish(response.timings_ms)
+        yield response
+
+    # stages
+    def _embed(self, question: str, deadline: Deadline, timings: Timings, warnings: list[str]) -> common_pb2.Vectors:
+        timeout = deadline.timeout(self.config.peer_timeout_s)
+        key: str | None = None
+        if self.cache.enabled:
+            with timings.stage("cache"):
+                try:
+                    key = self.cache.embedding_key(self.backends.embedder_model(timeout), question)
+                except ServiceError as exc:  # the embedder is down; Embed below reports it
+                    log.debug("embedder info failed", extra={"error": exc.message})
+                cached = self.cache.get_embedding(key, warnings) if key else None
+            if cached is not None:
+                return common_pb2.Vectors.FromString(cached)
+        with timings.stage("embed"):
+            vector = self.backends.embed(question, timeout)
+        if key is not None:
+            with timings.stage("cache"):
+                self.cache.put_embedding(key, vector.SerializeToString(), warnings)
+        return vector
+
+    def _rerank(
+        self,
+        params: AskParams,
+        hits: list[common_pb2.ScoredChunk],
+        deadline: Deadline,
+        timings: Timings,
+        warnings: list[str],
+        response: rag_pb2.AskResponse,
+    ) -> list[common_pb2.ScoredChunk]:
+        """Hits in reranker order with reranker scores; on any reranker failure, vector order and a warning."""
+        if len(hits) < 2:
+            return hits
+        request = reranker_pb2.RerankRequest(
+            query=params.question, passages=[rerank_text(h.chunk, self.config.rerank_context) for h in hits]
+        )
+        try:
+            with timings.stage("rerank"):
+                result = self.backends.rerank(request, deadline.timeout(self.config.rerank_timeout_s))
+            if len(result.scores) != len(hits) or sorted(result.order) != list(range(len(hits))):
+                raise ServiceError(
+                    f"reranker returned {len(result.scores)} scores and order {list(result.order)[:5]}... "
+                    f"for {len(hits)} passages"
+                )
+        except ServiceError as exc:
+            log.warning("reranker failed; using vector order", extra={"error": exc.message})
+            response.reranked = False
+            warnings.append(f"reranker unavailable, passages in vector order: {exc.message}")
+            return hits
+        return [common_pb2.ScoredChunk(chunk=hits[i].chunk, score=result.scores[i]) for i in result.order]
+
+    def _read(
+        self,
+        params: AskParams,
+        passages: list[common_pb2.ScoredChunk],
+        deadline: Deadline,
+        timings: Timings,
+        stream: bool,
+        sent: list[str],
+    ) -> Generator[str, None, reader_pb2.ReadResponse]:
+        read_passages = [
+            reader_pb2.ReadPassage(id=p.chunk.chunk_id, text=p.chunk.text, title=p.chunk.title) for p in passages
+        ]
+        options = reader_pb2.ReadOptions(backend=params.reader, max_answers=1)
+        timeout = deadline.timeout(self.config.peer_timeout_s)
+        with timings.stage("read"):
+            if not stream:
+                return self.backends.read(
+                    reader_pb2.ReadRequest(question=params.question, passages=read_passages, options=options), timeout
+                )
+            request = reader_pb2.ReadStreamRequest(question=params.question, passages=read_passages, options=options)
+            for event in self.backends.read_stream(request, timeout):
+                if event.WhichOneof("event") == "delta":
+                    sent.append(event.delta)
+                    yield event.delta
+                elif event.WhichOneof("event") == "result":
+                    return event.result
+        raise ServiceError("the reader's stream ended without a result")
+
+    def _answer(
+        self,
+        response: rag_pb2.AskResponse,
+        read: reader_pb2.ReadResponse,
+        passages: list[common_pb2.ScoredChunk],
+    ) -> None:
+        if read.abstained or not read.answers:
+            response.abstained = True
+            response.abstain_reason = read.abstain_reason or "the reader found no supported answer"
+            response.answer = ABSTAIN_ANSWER
+            return
+        best = read.answers[0]
+        if best.passage_index >= len(passages):
+            raise ServiceError(
+                f"reader answered from passage {best.passage_index}, but only {len(passages)} were given"
+            )
+        chunk = passages[best.passage_index].chunk
+        citation = build_citation(chunk, best)
+        # The exact span is in the citation; the displayed answer folds hard-wrapped lines and runs of spaces.
+        response.answer = " ".join(chunk.text[best.start : best.end].split())
+        response.score = best.score
+        response.citations.append(citation)

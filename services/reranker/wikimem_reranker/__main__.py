@@ -1,0 +1,8 @@
+"""`python -m wikimem_reranker`."""
+
+from wikimem_common.server import run
+
+from .server import build
+
+if __name__ == "__main__":
+    run("reranker", build)

@@ -1,0 +1,50 @@
+"""Questions about the 18F handbook whose answer sits on one obvious page (written by hand for the e2e test)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class HandbookQuestion(NamedTuple):
+    question: str
+    # Doc ids (paths relative to pages/) any of which is a correct citation.
+    pages: tuple[str, ...]
+    # Lower-cased substrings, any of which in the answer counts as correct.
+    answers: tuple[str, ...]
+
+
+QUESTIONS: tuple[HandbookQuestion, ...] = (
+    HandbookQuestion(
+        "Which password manager does TTS recommend?",
+        ("general-information-and-resources/tech-policies/password-requirements.md",),
+        ("keepassxc",),
+    ),
+    HandbookQuestion(
+        "How soon must you notify GSA IT of a suspected security incident?",
+        ("general-information-and-resources/tech-policies/security-incidents.md",),
+        ("1 hour", "one hour", "within 1 hour"),
+    ),
+    HandbookQuestion(
+        "What is the street address of the GSA headquarters building in Washington, D.C.?",
+        ("general-information-and-resources/washington-dc.md",),
+        ("1800 f st",),
+    ),
+    HandbookQuestion(
+        "How far in advance should you submit leave requests?",
+        ("travel-and-leave/going-out-of-office.md",),
+        ("three business days", "3 business days", "three"),
+    ),
+    HandbookQuestion(
+        "Who determines whether a new employee gets a MacBook Pro or a PC laptop?",
+        ("getting-started/equipment.md",),
+        ("supervisor",),
+    ),
+    HandbookQuestion(
+        "How many business days does it take for a travel voucher to be reviewed?",
+        (
+            "travel-and-leave/travel-and-leave-policies/travel-guide-4-reimbursement.md",
+            "travel-and-leave/travel-and-leave-policies/travel-guide-faq.md",
+        ),
+        ("3-5", "3–5", "three to five"),
+    ),
+)
