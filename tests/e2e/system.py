@@ -91,3 +91,18 @@ def start_system(data_dir: Path, redis_url: str | None = None, backend: str = "e
         raise
     system.channel = grpc.insecure_channel(system.address)
     return system
+
+
+def start_orchestrator(system: System, redis_url: str | None = None, env: dict[str, str] | None = None) -> ServerHandle:
+    """One more orchestrator replica on the same embedder, memory, reranker and reader (e.g. two replicas sharing
+    one Redis); `env` adds orchestrator settings. The caller stops it (`handle.stop()` runs its close too)."""
+    from wikimem_orchestrator.server import build as build_orchestrator
+
+    values = {f"WIKIMEM_{name.upper()}_ADDR": system.handles[name].address for name in SERVICES[:4]}
+    values["REDIS_URL"] = redis_url or ""
+    values.update(env or {})
+    with _env(values):
+        register, close = build_orchestrator()
+    handle = start(register, "127.0.0.1:0")
+    handle.on_stop.append(close)
+    return handle

@@ -153,7 +153,12 @@ def test_cli_json_lines_against_the_running_system(system: System) -> None:
     env = {**os.environ, "WIKIMEM_ADDR": system.address}
     out = subprocess.run(
         [sys.executable, "-m", "wikimem.cli", "ask", "--json", "-"],
-        input=questions, capture_output=True, text=True, env=env, timeout=120, check=True,
+        input=questions,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
     ).stdout.splitlines()
     rows = [json.loads(line) for line in out]
     assert [r["question"] for r in rows] == questions.splitlines()

@@ -123,6 +123,41 @@ def test_metadata_only_change_reuses_vectors(memory: RunningMemory, embedder_add
     assert hits[0].chunk.revision == 2 and list(hits[0].chunk.acl) == ["hr"]
 
 
+def test_an_edit_embeds_only_the_chunks_it_changed(memory: RunningMemory, embedder_addr: str) -> None:
+    """Unchanged chunks keep their vectors (same search score); only the edited section is sent to the embedder."""
+    sections = {
+        "Laptops": "New employees receive a MacBook on their first day from the IT help desk.",
+        "Phones": "Staff who are on call get a company phone with an unlimited data plan.",
+        "Monitors": "Every desk has two 27 inch monitors; ask facilities for a third one.",
+    }
+    filler = " ".join(f"Rule {i} of this section is written down in the handbook." for i in range(12))
+    text = "# Equipment\n\n" + "".join(f"## {h}\n\n{body} {filler}\n\n" for h, body in sections.items())
+    first = upsert(memory, "equipment", text).document
+    assert first.chunk_count == 3
+    before = search(memory, embedder_addr, "company phone for on call staff", top_k=1).hits[0]
+
+    sent: list[str] = []
+    real_embed = memory.core.embedder.embed
+
+    def counting(texts: list[str], dim: int) -> object:
+        sent.extend(texts)
+        return real_embed(texts, dim)
+
+    memory.core.embedder.embed = counting  # type: ignore[method-assign]
+    up = upsert(memory, "equipment", text.replace("a MacBook", "a Chromebook"))
+    assert up.changed and up.document.revision == 2 and up.document.chunk_count == 3
+    assert len(sent) == 1 and "Chromebook" in sent[0]
+    after = search(memory, embedder_addr, "company phone for on call staff", top_k=1).hits[0]
+    assert after.chunk.revision == 2 and after.chunk.text == before.chunk.text
+    assert after.score == pytest.approx(before.score, abs=1e-6)
+    hit = search(memory, embedder_addr, "Which laptop do new employees receive?", top_k=1).hits[0]
+    assert hit.chunk.revision == 2 and "Chromebook" in hit.chunk.text
+
+    sent.clear()  # a new title changes what every chunk is embedded as: all are embedded again
+    upsert(memory, "equipment", "---\ntitle: Hardware\n---\n" + text)
+    assert len(sent) == 3
+
+
 def test_delete(memory: RunningMemory, embedder_addr: str) -> None:
     upsert(memory, "leave", LEAVE)
     upsert(memory, "leave", LEAVE + "\nUpdated.\n")

@@ -1,4 +1,4 @@
-"""The `wikimem` command: ingest, ask, inspect and delete documents, and run the services.
+"""The `wikimem` command: ingest, sync, ask, inspect and delete documents, and run the services.
 
 Exit codes: 0 ok; 1 partial failure or a failed request; 2 usage error or bad input; 3 server not reachable.
 """
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from wikimem import ingest as ingest_mod
+from wikimem import sync as sync_mod
 from wikimem.client import WikimemClient
 from wikimem.errors import InvalidArgumentError, UnavailableError, UnimplementedError, WikimemError
 from wikimem.models import Answer, Citation, answer_to_dict, default_address, document_to_dict
@@ -213,6 +214,105 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
+def _print_sync_plan(mirror: sync_mod.Mirror, plan: sync_mod.SyncPlan) -> None:
+    for f in plan.puts:
+        print(f"would {'change' if f.doc_id in mirror.remote else 'add'}  {f.doc_id}")
+    for r in plan.deletes:
+        print(f"would delete  {r.doc_id} (rev {r.revision})")
+    for f in plan.unreadable:
+        print(f"cannot sync {f.path}: {f.error}", file=sys.stderr)
+    print(
+        f"dry run: {len(plan.puts) + len(plan.unchanged) + len(plan.unreadable)} files: "
+        f"{sum(f.doc_id not in mirror.remote for f in plan.puts)} to add, "
+        f"{sum(f.doc_id in mirror.remote for f in plan.puts)} to change, {len(plan.deletes)} to delete, "
+        f"{len(plan.unchanged)} unchanged, {len(plan.unreadable)} unreadable; nothing was sent"
+    )
+
+
+def _watch(mirror: sync_mod.Mirror, args: argparse.Namespace, done: sync_mod.OnDone) -> None:
+    """Apply changes every `--interval` seconds until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"watching {mirror.root} (every {args.interval:g}s; Ctrl-C to stop)", flush=True)
+    down: str | None = None
+    try:
+        while not stop.wait(args.interval):
+            try:
+                mirror.step(done)
+            except ingest_mod.IngestUsageError as exc:
+                print(f"wikimem: {exc}; waiting for it to come back", file=sys.stderr, flush=True)
+            except (UnavailableError, UnimplementedError) as exc:
+                if down != exc.message:
+                    print(f"wikimem: cannot reach wikimem ({exc.message}); retrying", file=sys.stderr, flush=True)
+                down = exc.message
+            else:
+                if down is not None:
+                    print("wikimem: reachable again", file=sys.stderr, flush=True)
+                    down = None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped", flush=True)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    if args.interval <= 0:
+        raise CliError(f"--interval must be positive, not {args.interval:g}", EXIT_USAGE)
+    if args.watch and args.dry_run:
+        raise CliError("--dry-run and --watch cannot be combined", EXIT_USAGE)
+    from tqdm import tqdm
+
+    with _client(args) as client:
+        try:
+            mirror = sync_mod.Mirror(
+                client, args.path, collection=args.collection, acl=_split_groups(args.acl), workers=args.workers
+            )
+            mirror.load_remote()
+            plan = mirror.plan(mirror.scan())
+        except ingest_mod.IngestUsageError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        except WikimemError as exc:
+            raise _error(client, exc) from None
+        if args.dry_run:
+            _print_sync_plan(mirror, plan)
+            return EXIT_FAILED if plan.unreadable else EXIT_OK
+        with tqdm(total=plan.actions, unit="doc", file=sys.stderr, disable=None, desc="sync") as bar:
+
+            def done(outcome: str, name: str, detail: str) -> None:
+                if outcome != "unchanged":
+                    bar.update(1)
+                if outcome == "failed":
+                    bar.write(f"failed {name}: {detail}", file=sys.stderr)
+                elif outcome != "unchanged" and not args.quiet:
+                    bar.write(f"{outcome:<8} {name} ({detail})", file=sys.stdout)
+                    sys.stdout.flush()
+
+            try:
+                report = mirror.apply(plan, done)
+            except (UnavailableError, UnimplementedError) as exc:
+                bar.close()
+                raise _error(client, exc) from None
+        print(report.summary(), flush=True)
+        if not args.watch:
+            return EXIT_FAILED if report.failed else EXIT_OK
+
+        def live(outcome: str, name: str, detail: str) -> None:
+            if outcome == "failed":
+                print(f"failed {name}: {detail}", file=sys.stderr, flush=True)
+            elif outcome != "unchanged":
+                print(f"{outcome:<8} {name} ({detail})", flush=True)
+
+        _watch(mirror, args, live)
+    return EXIT_OK
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     failed = 0
     with _client(args) as client:
@@ -326,6 +426,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="concurrent uploads (default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary and failures")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "sync",
+        parents=[common, collection],
+        help="mirror a folder into a collection (add, replace, delete)",
+        description="Make the collection mirror PATH: new files are added, changed ones replaced, and "
+        "documents whose file is gone are deleted, but only documents that a sync of this same folder "
+        "put (metadata wikimem.sync_root); documents ingested otherwise are never deleted. Unchanged "
+        "files are not sent. Doc ids are paths relative to PATH, as for ingest.",
+    )
+    p.add_argument("path", metavar="PATH", help="the folder to mirror")
+    p.add_argument("--acl", action="append", metavar="GROUP", help="restrict the documents to these groups")
+    p.add_argument("--watch", action="store_true", help="keep running and apply changes as they happen")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between checks with --watch (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="print what would change; send nothing")
+    p.add_argument("--workers", type=int, default=4, help="concurrent uploads (default 4)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary and failures")
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser(
         "ask",

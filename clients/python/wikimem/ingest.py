@@ -16,6 +16,7 @@ from pathlib import Path
 
 from wikimem.client import WikimemClient
 from wikimem.errors import UnavailableError, UnimplementedError, WikimemError
+from wikimem.models import PutResult
 
 SUFFIXES = (".md", ".markdown", ".txt")
 
@@ -124,13 +125,7 @@ def ingest(
         except WikimemError as exc:
             outcome, detail = "failed", exc.message
         else:
-            if not result.changed:
-                outcome = "unchanged"
-            elif result.document.revision <= 1:
-                outcome = "added"
-            else:
-                outcome = "changed"
-            detail = f"rev {result.document.revision}"
+            outcome, detail = put_outcome(result), f"rev {result.document.revision}"
         with lock:
             if outcome == "failed":
                 report.failed.append((str(item.path), detail))
@@ -149,6 +144,13 @@ def ingest(
         if error is not None:
             raise error
     return report
+
+
+def put_outcome(result: PutResult) -> str:
+    """The outcome of a PutDocument: "added", "changed" or "unchanged"."""
+    if not result.changed:
+        return "unchanged"
+    return "added" if result.document.revision <= 1 else "changed"
 
 
 def default_workers() -> int:

@@ -147,10 +147,8 @@ class MemoryService:
                 with timings.stage("reuse"):
                     matrix = self._old_vectors(current)  # only acl / source / metadata changed
             if matrix is None:  # (a page of only front matter, e.g. a redirect, has no chunks: nothing to embed)
-                with timings.stage("embed"):
-                    matrix = self.embedder.embed(
-                        [embedding_text(chunked.title, c.heading, c.text) for c in chunked.chunks], self.store.dim
-                    )
+                texts = [embedding_text(chunked.title, c.heading, c.text) for c in chunked.chunks]
+                matrix = self._embed_reusing(texts, current, timings)
             points = [
                 ChunkPoint(
                     id=chunk_point_id(collection, doc_id, revision, c.ordinal),
@@ -199,6 +197,29 @@ class MemoryService:
         if len(points) != len(ids):
             return None
         return np.stack([points[i].vector for i in ids]).astype(np.float32)
+
+    def _embed_reusing(self, texts: list[str], current: DocRecord | None, timings: Timings) -> npt.NDArray[np.float32]:
+        """Vectors for `texts`: a chunk whose embedding text is unchanged since the current revision keeps its
+        vector (an edit usually touches one paragraph of a page); only new or changed chunks are embedded."""
+        dim = self.store.dim
+        known: dict[str, npt.NDArray[np.float32]] = {}
+        if current is not None and current.chunk_count:
+            with timings.stage("reuse"):
+                ids = [
+                    chunk_point_id(current.collection, current.doc_id, current.revision, i)
+                    for i in range(current.chunk_count)
+                ]
+                for point in self.store.retrieve(ids, with_vectors=True):
+                    pl = point.payload
+                    if point.vector is not None and len(point.vector) == dim:
+                        known[embedding_text(pl["title"], pl["heading"], pl["text"])] = point.vector
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            with timings.stage("embed"):
+                known.update(zip(missing, self.embedder.embed(missing, dim), strict=True))
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.stack([known[t] for t in texts]).astype(np.float32)
 
     def _discard(self, collection: str, doc_id: str, revision: int) -> None:
         try:
