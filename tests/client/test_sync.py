@@ -205,3 +205,20 @@ def test_watch_applies_an_edit_and_a_deletion(system: System, client: CountingCl
     assert "changed  it/vpn.md (rev 2)" in out and "deleted  hr/expenses.txt (rev 1)" in out
     assert out.rstrip().endswith("stopped")
     assert "Traceback" not in err
+
+
+def test_acl_restricted_mirror_still_sees_and_deletes_its_documents(
+    system: System, client: CountingClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wiki = make_wiki(tmp_path / "wiki")
+    coll = "sync-acl"
+    argv = ["sync", str(wiki), "--collection", coll, "--acl", "hr", "--addr", system.address]
+    code, out, _ = cli(capsys, *argv)
+    assert code == 0 and "3 added" in out
+    assert docs(client, coll) == {}  # a caller outside "hr" sees nothing
+    with WikimemClient(system.address, groups=["hr"]) as hr:
+        assert all(d.acl == ["hr"] for d in docs(hr, coll).values()) and len(docs(hr, coll)) == 3
+        (wiki / "onboarding.md").unlink()
+        code, out, _ = cli(capsys, *argv)
+        assert code == 0 and "2 files: 0 added, 0 changed, 1 deleted, 2 unchanged, 0 failed" in out
+        assert set(docs(hr, coll)) == {"it/vpn.md", "hr/expenses.txt"}

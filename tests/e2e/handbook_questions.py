@@ -26,12 +26,14 @@ QUESTIONS: tuple[HandbookQuestion, ...] = (
     ),
     HandbookQuestion(
         "What is the street address of the GSA headquarters building in Washington, D.C.?",
-        ("general-information-and-resources/washington-dc.md",),
-        ("1800 f st",),
+        # The D.C. office page has the street address; the 18F mission page names the same corner.
+        ("general-information-and-resources/washington-dc.md", "about-us/tts-consulting/about/mission.md"),
+        ("1800 f st", "18th and f"),
     ),
     HandbookQuestion(
         "How far in advance should you submit leave requests?",
-        ("travel-and-leave/going-out-of-office.md",),
+        # Both pages state the rule.
+        ("travel-and-leave/going-out-of-office.md", "tools/hrlinks.md"),
         ("three business days", "3 business days", "three"),
     ),
     HandbookQuestion(

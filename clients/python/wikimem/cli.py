@@ -269,11 +269,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
         raise CliError("--dry-run and --watch cannot be combined", EXIT_USAGE)
     from tqdm import tqdm
 
-    with _client(args) as client:
+    acl = _split_groups(args.acl)
+    # documents restricted to --acl groups must stay visible to this sync, or it could neither see nor delete them
+    groups = list(dict.fromkeys(_split_groups(args.groups) + acl))
+    with WikimemClient(address=args.addr, groups=groups, timeout=args.timeout) as client:
         try:
-            mirror = sync_mod.Mirror(
-                client, args.path, collection=args.collection, acl=_split_groups(args.acl), workers=args.workers
-            )
+            mirror = sync_mod.Mirror(client, args.path, collection=args.collection, acl=acl, workers=args.workers)
             mirror.load_remote()
             plan = mirror.plan(mirror.scan())
         except ingest_mod.IngestUsageError as exc:

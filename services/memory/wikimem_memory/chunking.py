@@ -19,6 +19,8 @@ from pathlib import PurePosixPath
 
 import yaml
 
+from wikimem_common.markup import mask_markup
+
 PLAIN_TEXT_SUFFIXES = (".txt", ".text", ".log", ".rst")
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
@@ -68,8 +70,9 @@ class _Section:
 
 
 def embedding_text(title: str, heading: str, text: str) -> str:
-    """What the embedder sees for a chunk: its place in the document, then the text."""
+    """What the embedder sees for a chunk: its place in the document, then the text with markup blanked."""
     context = f"{title} > {heading}" if heading and title else (heading or title)
+    text = mask_markup(text)
     return f"{context}\n\n{text}" if context else text
 
 

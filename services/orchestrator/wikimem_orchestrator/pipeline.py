@@ -22,6 +22,7 @@ from typing import Protocol
 
 from wikimem.v1 import common_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 from wikimem_common.errors import InvalidArgument, ServiceError, require_text
+from wikimem_common.markup import mask_markup
 from wikimem_common.timing import Timings
 
 from .cache import AnswerKey, GenerationTracker, QueryCache, normalise_collection, normalise_question
@@ -95,12 +96,13 @@ def parse_groups(raw: str | None) -> tuple[str, ...]:
 
 def rerank_text(chunk: common_pb2.Chunk, with_context: bool) -> str:
     """The passage the cross-encoder scores: "title > heading. text" (context only where it adds something)."""
+    text = mask_markup(chunk.text)
     if not with_context:
-        return chunk.text
+        return text
     title, heading = chunk.title.strip(), chunk.heading.strip()
     # A heading path that already starts at the title (or no title) is used as is.
     context = heading if heading.startswith(title) and heading else f"{title} > {heading}" if heading else title
-    return f"{context}. {chunk.text}" if context else chunk.text
+    return f"{context}. {text}" if context else text
 
 
 Event = str | rag_pb2.AskResponse
@@ -271,7 +273,8 @@ class Pipeline:
         sent: list[str],
     ) -> Generator[str, None, reader_pb2.ReadResponse]:
         read_passages = [
-            reader_pb2.ReadPassage(id=p.chunk.chunk_id, text=p.chunk.text, title=p.chunk.title) for p in passages
+            reader_pb2.ReadPassage(id=p.chunk.chunk_id, text=mask_markup(p.chunk.text), title=p.chunk.title)
+            for p in passages
         ]
         options = reader_pb2.ReadOptions(backend=params.reader, max_answers=1)
         timeout = deadline.timeout(self.config.peer_timeout_s)
@@ -308,6 +311,6 @@ class Pipeline:
         chunk = passages[best.passage_index].chunk
         citation = build_citation(chunk, best)
         # The exact span is in the citation; the displayed answer folds hard-wrapped lines and runs of spaces.
-        response.answer = " ".join(chunk.text[best.start : best.end].split())
+        response.answer = " ".join(mask_markup(chunk.text)[best.start : best.end].split())
         response.score = best.score
         response.citations.append(citation)
