@@ -106,7 +106,7 @@ def test_revisions_noop_cas_and_atomic_replace(memory: RunningMemory, embedder_a
 
     assert upsert(memory, "laptops", LAPTOP, revision=10).document.revision == 10
     code, msg = code_of(lambda: upsert(memory, "laptops", LAPTOP_V2, revision=5))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION and "current revision 10" in msg
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "latest revision 10" in msg
     code, msg = code_of(lambda: upsert(memory, "laptops", LAPTOP_V2, if_revision=9))
     assert code == grpc.StatusCode.ABORTED and "revision 10" in msg
     assert upsert(memory, "laptops", LAPTOP_V2, if_revision=10).document.revision == 11
@@ -385,3 +385,16 @@ def test_chunks_left_by_a_crash_mid_write_are_never_served_and_collected(
     assert [h.chunk.revision for h in hits] == [1] * len(hits) and all("orphan" not in h.chunk.text for h in hits)
     assert memory.core.collect_orphans() == 1
     assert store.count() == len(current)
+
+
+def test_a_recreated_document_continues_its_revisions(memory: RunningMemory) -> None:
+    """After a delete, doc@1 must never name a different text: the new document starts after the old revisions."""
+    assert upsert(memory, "recreated", LAPTOP).document.revision == 1
+    assert upsert(memory, "recreated", LAPTOP_V2).document.revision == 2
+    assert memory.stub.Delete(memory_pb2.DeleteRequest(doc_id="recreated")).revision == 2
+    again = memory.stub.Upsert(memory_pb2.UpsertRequest(doc_id="recreated", text=LEAVE, if_revision=0))
+    assert again.document.revision == 3 and again.changed
+    stale = memory_pb2.UpsertRequest(doc_id="recreated", text=LAPTOP, revision=3)
+    code, msg = code_of(lambda: memory.stub.Upsert(stale))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "latest revision 3" in msg
+    assert memory.stub.Stats(memory_pb2.StatsRequest()).documents == 1

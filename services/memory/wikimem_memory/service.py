@@ -123,12 +123,14 @@ class MemoryService:
             )
             if current is not None and unchanged and req.revision in (0, current_revision):
                 return current, False
-            if req.revision and req.revision <= current_revision:
+            # A re-created document continues after its deleted revisions: doc@rev never names two texts.
+            floor = current_revision or self.registry.deleted_revision(collection, doc_id)
+            if req.revision and req.revision <= floor:
                 raise FailedPrecondition(
-                    f"revision {req.revision} of document {doc_id!r} is not newer than the current revision "
-                    f"{current_revision}; send 0 to let the memory assign {current_revision + 1}"
+                    f"revision {req.revision} of document {doc_id!r} is not newer than its latest revision "
+                    f"{floor}; send 0 to let the memory assign {floor + 1}"
                 )
-            revision = req.revision or current_revision + 1
+            revision = req.revision or floor + 1
             record = DocRecord(
                 collection=collection,
                 doc_id=doc_id,

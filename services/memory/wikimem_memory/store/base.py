@@ -171,7 +171,12 @@ class Registry(Protocol):
         ...
 
     def delete(self, collection: str, doc_id: str) -> int:
-        """Forget the document; bumps and returns the generation."""
+        """Forget the document (remembering its last revision); bumps and returns the generation."""
+        ...
+
+    def deleted_revision(self, collection: str, doc_id: str) -> int:
+        """The last revision of a deleted document (0 if none): a re-created document continues after it, so a
+        (doc_id, revision) pair never names two different texts."""
         ...
 
     def list(

@@ -37,6 +37,10 @@ from .base import (
 _GENERATION_ID = str(uuid.uuid5(ID_NAMESPACE, "meta\x00generation"))
 
 
+def _tombstone_id(collection: str, doc_id: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"tombstone\x00{collection}\x00{doc_id}"))
+
+
 def qdrant_filter(flt: PointFilter | None) -> qm.Filter | None:
     if flt is None:
         return None
@@ -230,10 +234,22 @@ class QdrantRegistry:
         return self._bump()
 
     def delete(self, collection: str, doc_id: str) -> int:
+        current = self.revisions([(collection, doc_id)]).get((collection, doc_id))
+        if current is not None:
+            tombstone = {"kind": "tombstone", "collection": collection, "doc_id": doc_id, "revision": current}
+            self._client.upsert(
+                self.name,
+                points=[qm.PointStruct(id=_tombstone_id(collection, doc_id), vector={}, payload=tombstone)],
+                wait=True,
+            )
         self._client.delete(
             self.name, points_selector=qm.PointIdsList(points=[registry_point_id(collection, doc_id)]), wait=True
         )
         return self._bump()
+
+    def deleted_revision(self, collection: str, doc_id: str) -> int:
+        records = self._client.retrieve(self.name, ids=[_tombstone_id(collection, doc_id)], with_payload=True)
+        return int((records[0].payload or {}).get("revision", 0)) if records else 0
 
     def list(
         self,

@@ -24,6 +24,12 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (collection, doc_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 """
 
@@ -47,6 +53,13 @@ class SqliteRegistry:
                 "SELECT record FROM documents WHERE collection=? AND doc_id=?", (collection, doc_id)
             ).fetchone()
         return DocRecord.from_json(json.loads(row[0])) if row else None
+
+    def deleted_revision(self, collection: str, doc_id: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT revision FROM tombstones WHERE collection=? AND doc_id=?", (collection, doc_id)
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def get_text(self, collection: str, doc_id: str) -> str | None:
         with self._lock:
@@ -85,6 +98,14 @@ class SqliteRegistry:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                row = self._db.execute(
+                    "SELECT revision FROM documents WHERE collection=? AND doc_id=?", (collection, doc_id)
+                ).fetchone()
+                if row:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO tombstones (collection, doc_id, revision) VALUES (?,?,?)",
+                        (collection, doc_id, int(row[0])),
+                    )
                 self._db.execute("DELETE FROM documents WHERE collection=? AND doc_id=?", (collection, doc_id))
                 generation = self._bump()
                 self._db.execute("COMMIT")
