@@ -23,7 +23,7 @@ from pathlib import Path
 
 from wikimem.client import WikimemClient
 from wikimem.errors import AbortedError, NotFoundError, UnavailableError, UnimplementedError, WikimemError
-from wikimem.ingest import IngestUsageError, discover, put_outcome, read_text
+from wikimem.ingest import IngestReport, IngestUsageError, discover, put_outcome, read_text
 from wikimem.models import Document
 
 SYNC_ROOT_KEY = "wikimem.sync_root"
@@ -68,21 +68,14 @@ class SyncPlan:
 
 
 @dataclass
-class SyncReport:
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    #: (doc id or path, reason)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+class SyncReport(IngestReport):
+    """An ingest report plus the documents deleted because their files are gone."""
 
-    @property
-    def files(self) -> int:
-        return len(self.added) + len(self.changed) + len(self.unchanged) + len(self.failed)
+    deleted: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
-            f"{self.files} files: {len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
+            f"{self.total} files: {len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
             f"{len(self.unchanged)} unchanged, {len(self.failed)} failed"
         )
 
