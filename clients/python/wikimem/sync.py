@@ -14,7 +14,6 @@ keyed on its (mtime, size), so a watch loop re-reads only files whose stamp chan
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wikimem.client import WikimemClient
+from wikimem.content import content_sha256
 from wikimem.errors import AbortedError, NotFoundError, UnavailableError, UnimplementedError, WikimemError
 from wikimem.ingest import IngestReport, IngestUsageError, discover, put_outcome, read_text
 from wikimem.models import Document
@@ -78,11 +78,6 @@ class SyncReport(IngestReport):
             f"{self.total} files: {len(self.added)} added, {len(self.changed)} changed, {len(self.deleted)} deleted, "
             f"{len(self.unchanged)} unchanged, {len(self.failed)} failed"
         )
-
-
-def sha256_text(text: str) -> str:
-    """The hash the memory stores as `content_sha256` for this text."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def sync_root(path: str | Path) -> Path:
@@ -150,7 +145,7 @@ class Mirror:
                 sha, error = known[1], known[2]
             else:
                 try:
-                    sha, error = sha256_text(read_text(item.path)), None
+                    sha, error = content_sha256(read_text(item.path)), None
                 except ValueError as exc:
                     sha, error = None, str(exc)
             hashes[item.path] = (stamp, sha, error)

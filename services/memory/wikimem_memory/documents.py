@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -83,10 +82,6 @@ def document_text(text: str, max_bytes: int) -> str:
             "several documents or raise the limit"
         )
     return text
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def top_k(value: int, default: int, maximum: int) -> int:

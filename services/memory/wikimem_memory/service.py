@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from wikimem.content import content_sha256
 from wikimem_common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from wikimem_common.timing import Timings
 
@@ -112,7 +113,7 @@ class MemoryService:
                     max_words=cfg.chunk_max_words,
                     overlap_words=cfg.chunk_overlap_words,
                 )
-            sha = validate.sha256_text(text)
+            sha = content_sha256(text)
             unchanged = (
                 current is not None
                 and current.content_sha256 == sha
