@@ -1,0 +1,1 @@
+"""wikimem benchmarks: `python -m bench [--quick] [--only a,b]` (see docs/benchmarks.md)."""

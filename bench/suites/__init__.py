@@ -1,0 +1,1 @@
+"""One module per benchmark suite; each exposes `TITLE` and `run(ctx: Context) -> SuiteResult`."""
