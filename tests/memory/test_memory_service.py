@@ -398,3 +398,19 @@ def test_a_recreated_document_continues_its_revisions(memory: RunningMemory) -> 
     code, msg = code_of(lambda: memory.stub.Upsert(stale))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "latest revision 3" in msg
     assert memory.stub.Stats(memory_pb2.StatsRequest()).documents == 1
+
+
+def test_each_write_reports_its_generation(memory: RunningMemory) -> None:
+    """Upsert and Delete return the generation they produced, so orchestrator replicas can order writes to one
+    document; a no-op returns the current generation (read under the document's lock), never a larger one."""
+    first = upsert(memory, "ordered", LAPTOP)
+    assert first.generation == memory.stub.Stats(memory_pb2.StatsRequest()).generation > 0
+    second = upsert(memory, "ordered", LAPTOP_V2)
+    assert second.changed and second.generation > first.generation
+    upsert(memory, "elsewhere", LEAVE)  # another document moves the generation on
+    current = memory.stub.Stats(memory_pb2.StatsRequest()).generation
+    noop = upsert(memory, "ordered", LAPTOP_V2)
+    assert not noop.changed and noop.generation == current
+    deleted = memory.stub.Delete(memory_pb2.DeleteRequest(doc_id="ordered"))
+    assert deleted.revision == 2 and deleted.generation > current
+    assert deleted.generation == memory.stub.Stats(memory_pb2.StatsRequest()).generation

@@ -31,6 +31,8 @@ def peer_config(peers: Peers, **overrides: Any) -> OrchestratorConfig:
         reader_addr=peers.address("reader"),
         peer_timeout_s=5.0,
         rerank_timeout_s=5.0,
+        # The fake embedder gives every text the same vector: the QA memory is tested with real models (tests/e2e).
+        qa_memory=False,
     )
     return dataclasses.replace(config, **overrides)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,7 +125,7 @@ class FakeMemory(memory_pb2_grpc.MemoryServicer):
             if current and current.text == request.text and current.document.title == request.title and (
                 list(current.document.acl) == list(request.acl)
             ):
-                return memory_pb2.UpsertResponse(document=current.document, changed=False)
+                return memory_pb2.UpsertResponse(document=current.document, changed=False, generation=self.generation)
             base = max(current_rev, self.last_revision.get(key, 0))
             if request.revision and request.revision <= base:
                 raise FailedPrecondition(f"revision {request.revision} is not greater than {base}")
@@ -139,7 +140,10 @@ class FakeMemory(memory_pb2_grpc.MemoryServicer):
             self.docs[key] = StoredDoc(doc, request.text, chunks)
             self.last_revision[key] = revision
             self.generation += 1
-            return memory_pb2.UpsertResponse(document=doc, changed=True)
+            generation = self.generation
+        # metadata "test_reply_delay_s": committed now, acknowledged later (to order replies against other writes)
+        time.sleep(float(request.metadata.get("test_reply_delay_s", "0")))
+        return memory_pb2.UpsertResponse(document=doc, changed=True, generation=generation)
 
     @grpc_errors
     def Delete(self, request: memory_pb2.DeleteRequest, context: grpc.ServicerContext) -> memory_pb2.DeleteResponse:
@@ -153,7 +157,7 @@ class FakeMemory(memory_pb2_grpc.MemoryServicer):
                 raise Aborted(f"{request.doc_id} is at revision {current.document.revision}")
             del self.docs[key]
             self.generation += 1
-            return memory_pb2.DeleteResponse(revision=current.document.revision)
+            return memory_pb2.DeleteResponse(revision=current.document.revision, generation=self.generation)
 
     @staticmethod
     def _visible(doc: common_pb2.Document, groups: list[str]) -> bool:
@@ -237,10 +241,15 @@ class FakeReader(reader_pb2_grpc.ReaderServicer):
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
         self.bad_span = False
+        #: Set: act as a generative reader writing this text (unverified; the orchestrator checks it).
+        self.generate: str | None = None
 
     def _read(self, question: str, passages: list[reader_pb2.ReadPassage]) -> reader_pb2.ReadResponse:
         if not passages:
             return reader_pb2.ReadResponse(abstained=True, abstain_reason="no passages", backend="fake")
+        if self.generate is not None:
+            answer = reader_pb2.ReadAnswer(text=self.generate, generated=True)
+            return reader_pb2.ReadResponse(answers=[answer], backend="fake-llm", model="fake-model")
         query = words(question)
         for index, passage in enumerate(passages):
             m = CODE.search(passage.text)

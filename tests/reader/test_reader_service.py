@@ -181,7 +181,7 @@ def test_stream_yields_delta_then_result(stub: reader_pb2_grpc.ReaderStub) -> No
     ("question", "texts", "options", "fragment"),
     [
         ("", [EIFFEL], {}, "question must not be empty"),
-        ("Where?", [EIFFEL], {"backend": "gpt-9"}, "unknown reader backend 'gpt-9'; available: extractive"),
+        ("Where?", [EIFFEL], {"backend": "gpt-9"}, "unknown reader backend 'gpt-9'; available: extractive, local-llm"),
         ("Where?", [EIFFEL] * 65, {}, "65 passages in one request; the limit is 64"),
         ("Where?", [EIFFEL, "x" * 100_001], {}, "passages[1].text is 100001 characters"),
         ("Where?", [EIFFEL], {"max_answers": 21}, "max_answers=21; the limit is 20"),
@@ -204,3 +204,27 @@ def test_invalid_requests(
         list(stub.ReadStream(stream))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert read(stub, "Still serving?", [EIFFEL], no_answer_threshold=-1e6).answers
+
+
+def test_unpadded_parallel_windows_match_a_padded_batch() -> None:
+    """Windows run one per call, side by side (the defaults), give the logits a padded batch gives."""
+    import dataclasses
+
+    import numpy as np
+
+    from wikimem_reader.backend import Passage
+    from wikimem_reader.extractive import ExtractiveReader
+
+    base = ExtractiveConfig.from_env(MODEL_DIR)
+    passages = [Passage("a", EIFFEL), Passage("b", LASAGNA + " " + EIFFEL * 3), Passage("c", "Rome is in Italy.")]
+    batched = ExtractiveReader(dataclasses.replace(base, sub_batch=8, parallel=1))
+    rows = ExtractiveReader(dataclasses.replace(base, sub_batch=1, parallel=2))
+    try:
+        windows = rows.windows("Where is the Eiffel Tower?", passages)
+        assert len({len(w.ids) for w in windows}) > 1  # different lengths: the batch pads
+        for (s1, e1), (s2, e2) in zip(batched._infer(windows), rows._infer(windows), strict=True):
+            np.testing.assert_allclose(s2, s1, atol=1e-3)
+            np.testing.assert_allclose(e2, e1, atol=1e-3)
+    finally:
+        batched.close()
+        rows.close()

@@ -117,3 +117,22 @@ def test_invalid_requests(stub: reranker_pb2_grpc.RerankerStub, query: str, pass
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in (err.value.details() or "")
     assert len(rerank(stub, "still serving?", ["yes"]).scores) == 1
+
+
+def test_parallel_rows_score_exactly_as_one_at_a_time() -> None:
+    """WIKIMEM_RERANKER_PARALLEL runs pairs side by side on one thread each: the scores must not change."""
+    from wikimem_reranker.scorer import CrossEncoder
+
+    base = RerankerConfig.from_env(MODEL_DIR)
+    passages = [*UNRELATED, "Paris is the capital of France.", "The Eiffel Tower is in Paris, France."] * 2
+    sequential = CrossEncoder(dataclasses.replace(base, parallel=1))
+    parallel = CrossEncoder(dataclasses.replace(base, parallel=2))
+    try:
+        pairs = sequential.encode("Where is the Eiffel Tower?", passages)
+        one, two = sequential.score(pairs), parallel.score(pairs)
+    finally:
+        sequential.close()
+        parallel.close()
+    assert parallel._pool is not None and base.sub_batch == 1  # the int8 default: one pair per run
+    np.testing.assert_allclose(two, one, atol=1e-4)
+    assert int(np.argmax(two)) in (4, 9)

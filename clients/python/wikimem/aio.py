@@ -70,9 +70,17 @@ class AsyncWikimemClient:
         reader: str = "",
         no_cache: bool = False,
         include_passages: bool = False,
+        max_tokens: int = 0,
+        unsupported: str = "",
+        no_qa_memory: bool = False,
+        retrieval: str = "",
         timeout: float | None = None,
     ) -> Answer:
-        options = ask_options(collection, retrieve_k, read_k, reader, no_cache, include_passages)
+        options = ask_options(
+            collection, retrieve_k, read_k, reader, no_cache, include_passages, max_tokens, unsupported,
+            no_qa_memory=no_qa_memory,
+            retrieval=retrieval,
+        )
         response = await self._call(self._stub.Ask, rag_pb2.AskRequest(question=question, options=options), timeout)
         return answer_from_proto(response)
 
@@ -86,10 +94,18 @@ class AsyncWikimemClient:
         reader: str = "",
         no_cache: bool = False,
         include_passages: bool = False,
+        max_tokens: int = 0,
+        unsupported: str = "",
+        no_qa_memory: bool = False,
+        retrieval: str = "",
         timeout: float | None = None,
     ) -> AsyncIterator[str | Answer]:
         """Yield answer text deltas (str), then the final `Answer`."""
-        options = ask_options(collection, retrieve_k, read_k, reader, no_cache, include_passages)
+        options = ask_options(
+            collection, retrieve_k, read_k, reader, no_cache, include_passages, max_tokens, unsupported,
+            no_qa_memory=no_qa_memory,
+            retrieval=retrieval,
+        )
         request = rag_pb2.AskStreamRequest(question=question, options=options)
         call = self._stub.AskStream(
             request, timeout=self.timeout if timeout is None else timeout, metadata=self._metadata

@@ -82,6 +82,28 @@ def format_citation(number: int, citation: Citation, tty: bool = False) -> str:
     return f"{head}\n    “{quote}”"
 
 
+#: Reader backends that write answers in their own words (streamed by default, checked sentence by sentence).
+GENERATIVE_READERS = ("local-llm", "openai")
+DEFAULT_TIMEOUT_S, GENERATIVE_TIMEOUT_S = 120.0, 600.0
+
+
+def format_sentences(answer: Answer) -> list[str]:
+    """A generated answer's sentences: ✓ with the numbers of the citations that support it, or ✗ and why."""
+    if not answer.generated or not answer.sentences:
+        return []
+    label = answer.reader + (f", {answer.reader_model}" if answer.reader_model else "")
+    lines = [f"checked against the passages ({label}):"]
+    for sentence in answer.sentences:
+        text = " ".join(sentence.text.split())
+        if sentence.verified:
+            refs = "".join(f"[{i + 1}]" for i in sentence.citations)
+            lines.append(f"  ✓ {text} {refs}")
+        else:
+            fate = "kept, unverified" if sentence.in_answer else "dropped"
+            lines.append(f"  ✗ {text} ({fate}: {sentence.note})")
+    return lines
+
+
 def print_answer(answer: Answer, out: TextIO, tty: bool = False, with_answer: bool = True) -> None:
     if not with_answer:
         pass
@@ -90,6 +112,9 @@ def print_answer(answer: Answer, out: TextIO, tty: bool = False, with_answer: bo
         out.write(f"No answer in the wiki{reason}.\n")
     else:
         out.write(_bold(" ".join(answer.answer.split()), tty) + "\n")  # a span may cross a line break
+    checked = format_sentences(answer)
+    if checked:
+        out.write("\n" + "\n".join(checked) + "\n")
     if answer.citations:
         out.write("\n")
         for i, citation in enumerate(answer.citations, 1):
@@ -107,6 +132,10 @@ def _ask_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "reader": args.reader,
         "no_cache": args.no_cache,
         "include_passages": args.passages,
+        "max_tokens": args.max_tokens,
+        "unsupported": args.unsupported,
+        "no_qa_memory": args.no_qa_memory,
+        "retrieval": args.retrieval,
     }
 
 
@@ -127,15 +156,21 @@ def _stream_answer(client: WikimemClient, question: str, args: argparse.Namespac
         print_answer(final, sys.stdout, tty)
         return
     sys.stdout.write("\n")
+    if final.generated and final.abstained:
+        sys.stdout.write(f"\nNo verified answer ({final.abstain_reason}).\n")
+    elif final.generated and " ".join(final.answer.split()) != " ".join(final.generated.split()):
+        sys.stdout.write("\nverified answer: " + _bold(" ".join(final.answer.split()), tty) + "\n")
     print_answer(final, sys.stdout, tty, with_answer=False)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     tty = sys.stdout.isatty()
+    if args.reader in GENERATIVE_READERS and args.timeout == DEFAULT_TIMEOUT_S:
+        args.timeout = GENERATIVE_TIMEOUT_S  # a model on a CPU may take minutes
     with _client(args) as client:
         if args.question != "-":
             try:
-                if args.stream and not args.json:
+                if (args.stream or args.reader in GENERATIVE_READERS) and not args.json:
                     _stream_answer(client, args.question, args, tty)
                     return EXIT_OK
                 answer = client.ask(args.question, **_ask_kwargs(args))
@@ -407,7 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G[,G...]",
         help="your groups, for documents with an access list (repeatable or comma-separated)",
     )
-    common.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    common.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds per request (default {DEFAULT_TIMEOUT_S:g}; {GENERATIVE_TIMEOUT_S:g} for generative readers)",
+    )
     collection = argparse.ArgumentParser(add_help=False)
     collection.add_argument("--collection", default="", help="wiki collection (default: the default one)")
 
@@ -455,12 +495,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("question", metavar="QUESTION")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--reader", default="", help="reader backend (default: the server's)")
+    p.add_argument(
+        "--reader",
+        default="",
+        help="reader backend: extractive, local-llm or openai (default: the server's); the generative ones stream",
+    )
+    p.add_argument("--max-tokens", type=int, default=0, help="generative readers: answer tokens (default: server's)")
+    p.add_argument(
+        "--unsupported",
+        choices=("drop", "flag"),
+        default="",
+        help="generative readers: drop sentences no passage supports, or keep them flagged (default: server's)",
+    )
     p.add_argument("--no-cache", action="store_true", help="skip the answer cache")
+    p.add_argument(
+        "--no-qa-memory", action="store_true", help="do not reuse the answer of a similar earlier question"
+    )
+    p.add_argument(
+        "--retrieval",
+        choices=("dense", "bm25", "hybrid"),
+        default="",
+        help="how to retrieve: embeddings, BM25 or both fused (default: the server's WIKIMEM_RETRIEVAL_MODE)",
+    )
     p.add_argument("--retrieve-k", type=int, default=0, help="chunks to retrieve (default: server's)")
     p.add_argument("--read-k", type=int, default=0, help="passages to read after reranking (default: server's)")
     p.add_argument("--passages", action="store_true", help="include the retrieved passages (with --json)")
-    p.add_argument("--stream", action="store_true", help="print the answer as it is produced")
+    p.add_argument(
+        "--stream", action="store_true", help="print the answer as it is produced (always, for generative readers)"
+    )
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("delete", parents=[common, collection], help="delete documents")

@@ -73,10 +73,18 @@ class WikimemClient:
         reader: str = "",
         no_cache: bool = False,
         include_passages: bool = False,
+        max_tokens: int = 0,
+        unsupported: str = "",
+        no_qa_memory: bool = False,
+        retrieval: str = "",
         timeout: float | None = None,
     ) -> Answer:
         """Answer `question` from the wiki, with citations; `abstained` is set when the wiki has no answer."""
-        options = ask_options(collection, retrieve_k, read_k, reader, no_cache, include_passages)
+        options = ask_options(
+            collection, retrieve_k, read_k, reader, no_cache, include_passages, max_tokens, unsupported,
+            no_qa_memory=no_qa_memory,
+            retrieval=retrieval,
+        )
         response = self._call(self._stub.Ask, rag_pb2.AskRequest(question=question, options=options), timeout)
         return answer_from_proto(response)
 
@@ -90,10 +98,18 @@ class WikimemClient:
         reader: str = "",
         no_cache: bool = False,
         include_passages: bool = False,
+        max_tokens: int = 0,
+        unsupported: str = "",
+        no_qa_memory: bool = False,
+        retrieval: str = "",
         timeout: float | None = None,
     ) -> Iterator[str | Answer]:
         """Yield answer text deltas (str) as they are produced, then the final `Answer`."""
-        options = ask_options(collection, retrieve_k, read_k, reader, no_cache, include_passages)
+        options = ask_options(
+            collection, retrieve_k, read_k, reader, no_cache, include_passages, max_tokens, unsupported,
+            no_qa_memory=no_qa_memory,
+            retrieval=retrieval,
+        )
         request = rag_pb2.AskStreamRequest(question=question, options=options)
         try:
             for event in self._stub.AskStream(

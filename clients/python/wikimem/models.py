@@ -64,6 +64,26 @@ class Passage:
 
 
 @dataclass(frozen=True)
+class AnswerSentence:
+    """One sentence of an answer: whether a passage span supports it, and which of the answer's citations do.
+
+    Generated answers are checked sentence by sentence outside the model; `in_answer` is False for an unsupported
+    sentence that was dropped from `Answer.answer`.
+    """
+
+    text: str
+    verified: bool
+    #: Indices into `Answer.citations`, best first.
+    citations: list[int]
+    support: float
+    in_answer: bool
+    #: Why it is not verified ("" when it is).
+    note: str = ""
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(frozen=True)
 class Answer:
     answer: str
     abstained: bool
@@ -76,6 +96,17 @@ class Answer:
     score: float = 0.0
     generation: int = 0
     passages: list[Passage] = field(default_factory=list)
+    sentences: list[AnswerSentence] = field(default_factory=list)
+    #: The reader backend that answered ("extractive", "local-llm", "openai") and its model ("" if extractive).
+    reader: str = ""
+    reader_model: str = ""
+    #: Generative readers: the model's whole text before verification (may hold dropped sentences).
+    generated: str = ""
+    #: "none" (computed now), "exact" (answer cache) or "qa_memory" (a paraphrase's answer, still current).
+    cache_source: str = "none"
+    #: QA memory hits: similarity to the earlier question whose answer was reused, and that question.
+    qa_similarity: float = 0.0
+    qa_matched_question: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +173,31 @@ def passage_from_proto(msg: common_pb2.ScoredChunk) -> Passage:
     )
 
 
+def sentence_from_proto(msg: rag_pb2.AnswerSentence) -> AnswerSentence:
+    return AnswerSentence(
+        text=msg.text,
+        verified=msg.verified,
+        citations=list(msg.citations),
+        support=msg.support,
+        in_answer=msg.in_answer,
+        note=msg.note,
+        start=msg.start,
+        end=msg.end,
+    )
+
+
+_CACHE_SOURCES = {
+    rag_pb2.CACHE_SOURCE_NONE: "none",
+    rag_pb2.CACHE_SOURCE_EXACT: "exact",
+    rag_pb2.CACHE_SOURCE_QA_MEMORY: "qa_memory",
+}
+
+
+def cache_source_name(msg: rag_pb2.AskResponse) -> str:
+    """The answer's cache source by name; an orchestrator that does not report it: "exact" if cached."""
+    return _CACHE_SOURCES.get(msg.cache_source, "exact" if msg.cached else "none")
+
+
 def answer_from_proto(msg: rag_pb2.AskResponse) -> Answer:
     return Answer(
         answer=msg.answer,
@@ -155,6 +211,13 @@ def answer_from_proto(msg: rag_pb2.AskResponse) -> Answer:
         score=msg.score,
         generation=msg.generation,
         passages=[passage_from_proto(p) for p in msg.passages],
+        sentences=[sentence_from_proto(s) for s in msg.sentences],
+        reader=msg.reader,
+        reader_model=msg.reader_model,
+        generated=msg.generated,
+        cache_source=cache_source_name(msg),
+        qa_similarity=msg.qa_similarity,
+        qa_matched_question=msg.qa_matched_question,
     )
 
 
@@ -182,8 +245,33 @@ def source_from_proto(msg: rag_pb2.GetSourceResponse) -> Source:
     return Source(document=document_from_proto(msg.document), passage=msg.passage, before=msg.before, after=msg.after)
 
 
+#: `retrieval=` names (AskOptions.retrieval); "" = the server's WIKIMEM_RETRIEVAL_MODE.
+RETRIEVAL_MODES = {
+    "": common_pb2.RETRIEVAL_MODE_UNSPECIFIED,
+    "dense": common_pb2.RETRIEVAL_MODE_DENSE,
+    "bm25": common_pb2.RETRIEVAL_MODE_BM25,
+    "hybrid": common_pb2.RETRIEVAL_MODE_HYBRID,
+}
+
+
+def retrieval_mode(name: str) -> common_pb2.RetrievalMode.ValueType:
+    try:
+        return RETRIEVAL_MODES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"retrieval={name!r}: use dense, bm25 or hybrid (or '' for the server's default)") from None
+
+
 def ask_options(
-    collection: str, retrieve_k: int, read_k: int, reader: str, no_cache: bool, include_passages: bool
+    collection: str,
+    retrieve_k: int,
+    read_k: int,
+    reader: str,
+    no_cache: bool,
+    include_passages: bool,
+    max_tokens: int = 0,
+    unsupported: str = "",
+    no_qa_memory: bool = False,
+    retrieval: str = "",
 ) -> rag_pb2.AskOptions:
     return rag_pb2.AskOptions(
         collection=collection,
@@ -192,6 +280,10 @@ def ask_options(
         reader=reader,
         no_cache=no_cache,
         include_passages=include_passages,
+        max_tokens=max_tokens,
+        unsupported=unsupported,
+        no_qa_memory=no_qa_memory,
+        retrieval=retrieval_mode(retrieval),
     )
 
 
@@ -239,6 +331,7 @@ def answer_to_dict(answer: Answer, question: str | None = None) -> dict[str, Any
             "abstain_reason": answer.abstain_reason,
             "citations": [asdict(c) for c in answer.citations],
             "cached": answer.cached,
+            "cache_source": answer.cache_source,
             "reranked": answer.reranked,
             "warnings": list(answer.warnings),
             "score": answer.score,
@@ -246,6 +339,17 @@ def answer_to_dict(answer: Answer, question: str | None = None) -> dict[str, Any
             "timings_ms": dict(answer.timings_ms),
         }
     )
+    if answer.cache_source == "qa_memory":
+        out["qa_similarity"] = answer.qa_similarity
+        out["qa_matched_question"] = answer.qa_matched_question
+    if answer.reader:
+        out["reader"] = answer.reader
+    if answer.reader_model:
+        out["reader_model"] = answer.reader_model
+    if answer.sentences:
+        out["sentences"] = [asdict(s) for s in answer.sentences]
+    if answer.generated:
+        out["generated"] = answer.generated
     if answer.passages:
         out["passages"] = [asdict(p) for p in answer.passages]
     return out

@@ -1,4 +1,5 @@
-"""`python -m wikimem_train <command>`: prepare | train | export | eval | ship | smoke | device-run."""
+"""`python -m wikimem_train <command>`: prepare | train | export | eval | ship | smoke | device-run | synth |
+reader-job."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ USAGE = """usage: python -m wikimem_train <command> [args]
   eval reranker|reader         held-out metrics with ONNX Runtime [--onnx PATH] [--subset N]
   ship reranker|reader         copy the chosen ONNX + tokenizer + wikimem.json into models/<kind>/
   smoke                        tiny end-to-end check on CPU (CI)
-  device-run                   the one-shot GPU job (--data .devcarry --out DIR)"""
+  device-run                   the one-shot GPU job (--data .devcarry --out DIR)
+  synth                        synthetic cloze QA for reader pre-training -> .devcarry/data/synthetic.jsonl.gz
+  reader-job                   the reader's GPU job: pre-training, variants, distillation (--data .devcarry)"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         from .prepare import main as run
     elif cmd == "device-run":
         from .device_run import main as run
+    elif cmd == "synth":
+        from .synthetic import main as run
+    elif cmd == "reader-job":
+        from .reader_job import main as run
     elif cmd == "smoke":
         from .smoke import main as run
     elif cmd in ("train", "export", "eval", "ship"):

@@ -136,6 +136,7 @@ def cmd_eval(argv: list[str]) -> None:
     ap.add_argument("--threshold", type=float, default=None, help="reader; default from wikimem.json")
     ap.add_argument("--calibrate", action="store_true",
                     help="reader: re-calibrate the no-answer threshold on the validation articles with this model")
+    ap.add_argument("--max-answer-tokens", type=int, default=None, help="reader; default from wikimem.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="write metrics JSON here")
     ap.add_argument("--latency", action="store_true")
@@ -156,16 +157,18 @@ def cmd_eval(argv: list[str]) -> None:
             print(src, json.dumps(res[src]), flush=True)
     else:
         thr = a.threshold
+        card = MODELS_DIR / "reader" / "wikimem.json"
+        mat = a.max_answer_tokens or (int(read_json(card)["max_answer_tokens"]) if card.exists() else MAX_ANSWER_TOKENS)
+        res["max_answer_tokens"] = mat
         if a.calibrate:
-            val = reader_metrics(ort_span_fn(sess), load_rows(a.data, "reader_val"), passages, tok, None)
+            val = reader_metrics(ort_span_fn(sess), load_rows(a.data, "reader_val"), passages, tok, None, mat)
             thr = float(val["abstention"]["threshold"])
             res["validation"] = val
             print("validation", json.dumps({k: v for k, v in val.items() if k != "calibration_curve"}), flush=True)
         if thr is None:
-            cfg = MODELS_DIR / "reader" / "wikimem.json"
-            thr = float(read_json(cfg)["no_answer_threshold"]) if cfg.exists() else 0.0
+            thr = float(read_json(card)["no_answer_threshold"]) if card.exists() else 0.0
         rows = _subset(load_rows(a.data, "reader_eval"), a.subset, a.seed)
-        res["heldout"] = reader_metrics(ort_span_fn(sess), rows, passages, tok, thr)
+        res["heldout"] = reader_metrics(ort_span_fn(sess), rows, passages, tok, thr, mat)
         print(json.dumps(res["heldout"]), flush=True)
     res["seconds"] = time.time() - t
     if a.latency:
@@ -196,6 +199,7 @@ def cmd_ship(argv: list[str]) -> None:
     ap.add_argument("--alt-variant", choices=["int8", "fp32"], default=None,
                     help="also ship the other variant as model.<variant>.onnx (listed under 'variants')")
     ap.add_argument("--alt-threshold", type=float, default=None, help="reader threshold for the alt variant")
+    ap.add_argument("--max-answer-tokens", type=int, default=MAX_ANSWER_TOKENS, help="reader decoding limit")
     a = ap.parse_args(argv)
     dst = MODELS_DIR / a.kind
     dst.mkdir(parents=True, exist_ok=True)
@@ -206,7 +210,7 @@ def cmd_ship(argv: list[str]) -> None:
         if a.threshold is None:
             raise SystemExit("reader needs --threshold (calibrated on validation)")
         cfg.update({"doc_stride": DOC_STRIDE, "no_answer_threshold": round(a.threshold, 4),
-                    "max_answer_tokens": MAX_ANSWER_TOKENS})
+                    "max_answer_tokens": a.max_answer_tokens})
     cfg.update({"onnx": "model.onnx", "tokenizer": "tokenizer.json", "variant": a.variant,
                 "base_model": BASE_MODEL_NAME, "sha256": sha256(dst / "model.onnx")})
     if a.alt_variant:

@@ -111,12 +111,13 @@ class ReaderExamples(Dataset[tuple[np.ndarray, np.ndarray, int, int]]):
     def set_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng([self.seed, epoch, 7])
         choice = [int(rng.integers(n)) if n else -1 for n in self.n_choices]
-        negs = [
-            (w.ids, w.types, 0, 0)
-            for (qi, j), ws in zip(self.neg_owner, self.neg_windows, strict=True)
-            if choice[qi] == j
-            for w in ws
-        ]
+        negs: list[tuple[np.ndarray, np.ndarray, int, int]] = []
+        self.sources = [(-1, i) for i in range(len(self.pos))]  # (-1, pos index) or (negative pair, window)
+        for k, ((qi, j), ws) in enumerate(zip(self.neg_owner, self.neg_windows, strict=True)):
+            if choice[qi] == j:
+                for wi, w in enumerate(ws):
+                    negs.append((w.ids, w.types, 0, 0))
+                    self.sources.append((k, wi))
         self.items = self.pos + negs
 
     def __len__(self) -> int:
@@ -131,3 +132,36 @@ def collate_spans(batch: list[tuple[np.ndarray, np.ndarray, int, int]]) -> dict[
     return {"input_ids": torch.from_numpy(a), "attention_mask": torch.from_numpy(m),
             "token_type_ids": torch.from_numpy(t),
             "start": torch.tensor([b[2] for b in batch]), "end": torch.tensor([b[3] for b in batch])}
+
+
+class SyntheticSpans(Dataset[tuple[np.ndarray, np.ndarray, int, int]]):
+    """Synthetic (question, context, answer char start or -1) triples as single reader windows with span targets
+    ([CLS] for no answer); examples whose answer falls outside the first window are dropped."""
+
+    def __init__(self, contexts: list[str], examples: list[dict[str, Any]], tokenizer: Path) -> None:
+        n_all = len(examples)
+        qlen = [len(e.ids) for e in load_tokenizer(tokenizer).encode_batch([ex["q"] for ex in examples],
+                                                                            add_special_tokens=False)]
+        examples = [ex for ex, n in zip(examples, qlen, strict=True) if 0 < n <= MAX_QUERY_TOKENS]
+        tok = reader_tokenizer(tokenizer, stride=0)  # one window per example; the answer must be inside it
+        encs = tok.encode_batch([(ex["q"], contexts[ex["c"]]) for ex in examples])
+        self.items: list[tuple[np.ndarray, np.ndarray, int, int]] = []
+        for ex, enc in zip(examples, encs, strict=True):
+            s = e = 0
+            if ex["s"] >= 0:
+                a = enc.char_to_token(ex["s"], 1)
+                b = enc.char_to_token(ex["s"] + len(ex["a"]) - 1, 1)
+                if a is None or b is None or b < a:
+                    continue
+                s, e = a, b
+            self.items.append((np.asarray(enc.ids, np.int32), np.asarray(enc.type_ids, np.int8), s, e))
+        self.dropped = n_all - len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        return self.items[i]

@@ -136,9 +136,9 @@ def calibrate(gold: np.ndarray, neg: np.ndarray) -> tuple[float, list[dict[str, 
 
 
 def reader_metrics(span: SpanFn, rows: list[dict[str, Any]], passages: dict[str, str], tokenizer: Path,
-                   threshold: float | None) -> dict[str, Any]:
+                   threshold: float | None, max_answer_tokens: int = MAX_ANSWER_TOKENS) -> dict[str, Any]:
     rows = [r for r in rows if r["all_answers"]]
-    res = reader_scores(span, rows, passages, tokenizer)
+    res = reader_scores(span, rows, passages, tokenizer, max_answer_tokens)
     em, f1 = em_f1(rows, res["pred"])
     m: dict[str, Any] = {"questions": len(rows), "em": em, "f1": f1, "nongold_passages": len(res["neg_score"])}
     if threshold is None:

@@ -54,6 +54,26 @@ def build_tiny(root: Path, out: Path, n_train: int = 24, n_eval: int = 4) -> Non
     write_jsonl(out / "reader_eval.jsonl.gz", rd[n_train + n_eval :])
 
 
+def reader_job_smoke(root: Path, work: Path) -> None:
+    """Synthetic cloze data from two training articles, then the reader job (pre-training, two variants and a
+    distilled student, one step each) on the tiny data."""
+    from . import reader_job
+    from .synthetic import generate, load_docs, write_synthetic
+
+    gen = generate(load_docs(root, ["squad"])[:2], seed=0, max_examples=48)
+    for ex in gen.examples:
+        assert ex["s"] < 0 or gen.contexts[ex["c"]][ex["s"] : ex["s"] + len(ex["a"])] == ex["a"], ex
+    write_synthetic(gen, work / "data" / "synthetic.jsonl.gz")
+    out = work / "out_reader_job"
+    reader_job.main(["--data", str(work), "--base", str(base_model_dir()), "--out", str(out), "--device", "cpu",
+                     "--pt-batch", "4", "--batch", "4", "--max-steps", "1", "--num-workers", "0", "--max-examples", "8",
+                     "--variants", "A=pt/1e-4/1/0,B=base/1e-4/1/1,D=pt/1e-4/1/2/distill", "--teacher-margin", "100",
+                     "--answer-lengths", "30,15", "--budget", "100000"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics.get("done") and set(metrics["variants"]) == {"A", "B", "D"}, metrics.get("skipped")
+    assert sorted(out.glob("reader-*.safetensors")), "reader-job saved no weights"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="wikimem_train smoke")
     ap.add_argument("--keep", type=Path, default=None, help="keep outputs here instead of a temp dir")
@@ -79,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                          "--rr-batch", "1", "--rd-batch", "4", "--max-steps", "1", "--num-workers", "0"])
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics.get("done"), "device-run did not finish"
+        reader_job_smoke(root, work)
         tok = base_model_dir() / "tokenizer.json"
         diffs = {}
         for kind in ("reranker", "reader"):

@@ -46,6 +46,7 @@ class FitConfig:
     weight_decay: float = 0.01
     seed: int = 0
     max_steps: int | None = None  # stop early (smoke)
+    time_limit: float | None = None  # seconds; training stops after the step that passes it
     num_workers: int = 0
     ckpt_dir: Path | None = None
     resume: bool = False
@@ -58,7 +59,8 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
-def loss_fn(kind: str, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def loss_fn(kind: str, model: nn.Module, batch: dict[str, torch.Tensor],
+            extra: dict[str, Any] | None = None) -> torch.Tensor:
     if kind == "reranker":
         logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float()
         group = int(batch["group"])
@@ -66,7 +68,16 @@ def loss_fn(kind: str, model: nn.Module, batch: dict[str, torch.Tensor]) -> torc
         return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
     start, end = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     pad = (1 - batch["attention_mask"]).float() * -1e4
-    return (F.cross_entropy(start.float() + pad, batch["start"]) + F.cross_entropy(end.float() + pad, batch["end"])) / 2
+    s, e = start.float() + pad, end.float() + pad
+    hard = (F.cross_entropy(s, batch["start"]) + F.cross_entropy(e, batch["end"])) / 2
+    if "soft" not in batch:
+        return hard
+    # distillation: soft = teacher probabilities at temperature T, [batch, 2, seq] (0 on padding)
+    assert extra is not None
+    t, alpha = float(extra["temperature"]), float(extra["alpha"])
+    soft = batch["soft"].float()
+    ce = -(soft[:, 0] * F.log_softmax(s / t, -1)).sum(-1) - (soft[:, 1] * F.log_softmax(e / t, -1)).sum(-1)
+    return alpha * hard + (1 - alpha) * t * t * ce.mean() / 2
 
 
 def fit(
@@ -113,8 +124,9 @@ def fit(
         best_score, best_state = saved["best_score"], saved["best_state"]
         log.info("resumed from %s at epoch %d", ck, start_epoch)
     step = start_epoch * steps_per_epoch
+    t_fit = time.time()
     for epoch in range(start_epoch, cfg.epochs):
-        if step >= total:
+        if step >= total or (cfg.time_limit is not None and time.time() - t_fit > cfg.time_limit):
             break
         dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         model.train()
@@ -123,7 +135,7 @@ def fit(
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with _autocast(device):
-                loss = loss_fn(cfg.kind, model, batch)
+                loss = loss_fn(cfg.kind, model, batch, cfg.extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -131,7 +143,7 @@ def fit(
             sched.step()
             losses.append(float(loss.detach()))
             step += 1
-            if step >= total:
+            if step >= total or (cfg.time_limit is not None and time.time() - t_fit > cfg.time_limit):
                 break
         rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.time() - t0, "steps": len(losses)}
         if evaluate is not None:

@@ -9,7 +9,11 @@ from pathlib import Path
 from wikimem_common.config import ConfigError, env_float, env_int, env_str
 from wikimem_common.server import peer_address
 
+from .fusion import FUSIONS
+
 BACKENDS = ("edge", "qdrant")
+#: How a search ranks chunks: embeddings, BM25 over the chunk text, or both fused by reciprocal rank.
+RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,16 @@ class MemoryConfig:
     #: Background HNSW build (edge): check every interval, run once this many points changed and writes paused.
     optimize_interval_s: float = 30.0
     optimize_min_changes: int = 1000
+    #: Mode of searches that do not name one (the orchestrator names one on every Ask).
+    retrieval_mode: str = "hybrid"
+    #: How hybrid fuses the dense and BM25 lists: "convex" (min-max normalised scores, weighted) or "rrf".
+    hybrid_fusion: str = "convex"
+    #: Convex fusion: weight of the dense score (BM25 gets 1 - it); tuned on training queries (fusion.py).
+    hybrid_dense_weight: float = 0.3
+    #: Reciprocal-rank fusion: score = sum over the dense and BM25 lists of 1 / (rrf_k + rank).
+    rrf_k: int = 60
+    #: Hybrid: candidates taken from each list before fusing (at least top_k).
+    hybrid_candidates: int = 100
 
     @classmethod
     def from_env(cls) -> MemoryConfig:
@@ -64,6 +78,11 @@ class MemoryConfig:
             chunk_overlap_words=env_int("WIKIMEM_CHUNK_OVERLAP_WORDS", 40),
             optimize_interval_s=env_float("WIKIMEM_OPTIMIZE_INTERVAL_S", 30.0),
             optimize_min_changes=env_int("WIKIMEM_OPTIMIZE_MIN_CHANGES", 1000),
+            retrieval_mode=env_str("WIKIMEM_RETRIEVAL_MODE", "hybrid").strip().lower(),
+            hybrid_fusion=env_str("WIKIMEM_HYBRID_FUSION", "convex").strip().lower(),
+            hybrid_dense_weight=env_float("WIKIMEM_HYBRID_DENSE_WEIGHT", 0.3),
+            rrf_k=env_int("WIKIMEM_RRF_K", 60),
+            hybrid_candidates=env_int("WIKIMEM_HYBRID_CANDIDATES", 100),
         )
         config.validate()
         return config
@@ -80,5 +99,17 @@ class MemoryConfig:
                 f"WIKIMEM_CHUNK_WORDS={self.chunk_target_words} must be positive and at most "
                 f"WIKIMEM_CHUNK_MAX_WORDS={self.chunk_max_words}"
             )
+        if self.retrieval_mode not in RETRIEVAL_MODES:
+            raise ConfigError(
+                f"WIKIMEM_RETRIEVAL_MODE={self.retrieval_mode!r} must be one of {', '.join(RETRIEVAL_MODES)}"
+            )
+        if self.hybrid_fusion not in FUSIONS:
+            raise ConfigError(f"WIKIMEM_HYBRID_FUSION={self.hybrid_fusion!r} must be one of {', '.join(FUSIONS)}")
+        if not 0.0 <= self.hybrid_dense_weight <= 1.0:
+            raise ConfigError(f"WIKIMEM_HYBRID_DENSE_WEIGHT={self.hybrid_dense_weight} must be in [0, 1]")
+        if self.rrf_k < 1:
+            raise ConfigError(f"WIKIMEM_RRF_K={self.rrf_k} must be positive")
+        if not 1 <= self.hybrid_candidates <= 10_000:
+            raise ConfigError(f"WIKIMEM_HYBRID_CANDIDATES={self.hybrid_candidates} must be in 1..10000")
         if not 0 <= self.chunk_overlap_words < self.chunk_target_words:
             raise ConfigError(f"WIKIMEM_CHUNK_OVERLAP_WORDS={self.chunk_overlap_words} must be below the chunk size")

@@ -5,6 +5,10 @@ registry flips the document's current revision (one transaction, which also bump
 revision's chunks are deleted. A search over-fetches and keeps only chunks whose (doc_id, revision) is current in
 the registry, so it sees all of one revision or all of the other, never a mix and never both. A failed write
 (embedder down, store error) leaves the previous revision current and its chunks untouched.
+
+Retrieval modes: `dense` (cosine over embeddings), `bm25` (the sparse BM25 vector each chunk point carries, see
+lexical.py) and `hybrid` (the two lists fused, see fusion.py). Every mode runs with the same filter inside
+the engine and the same current-revision post-filter, so the guarantees above hold for all of them.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +29,12 @@ from wikimem_common.errors import Aborted, FailedPrecondition, InvalidArgument, 
 from wikimem_common.timing import Timings
 
 from . import documents as validate
+from . import fusion, lexical
 from .chunking import chunk_document, embedding_text
-from .config import MemoryConfig
+from .config import RETRIEVAL_MODES, MemoryConfig
 from .embedding import EmbedderClient
 from .store import Backend
-from .store.base import ChunkPoint, DocRecord, Hit, PointFilter, chunk_point_id, read_list
+from .store.base import NO_LEXICAL_INDEX, ChunkPoint, DocRecord, Hit, PointFilter, chunk_point_id, read_list
 
 log = logging.getLogger("wikimem.memory")
 
@@ -51,6 +56,35 @@ class UpsertInput:
 class ScoredChunk:
     payload: dict[str, Any]
     score: float
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """`vector` ([1, dim]) for dense and hybrid, `text` for bm25 and hybrid; `mode` "" = configured default."""
+
+    vector: npt.NDArray[np.float32] | None
+    text: str = ""
+    mode: str = ""
+
+
+@dataclass
+class SearchResult:
+    hits: list[ScoredChunk]
+    generation: int
+    #: The mode that ran (the default resolved; dense when hybrid had to fall back).
+    mode: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def fuse(dense: list[ScoredChunk], sparse: list[ScoredChunk], config: MemoryConfig) -> list[ScoredChunk]:
+    """The hybrid ranking (fusion.py); scores become the fused scores."""
+    payloads = {str(h.payload["chunk_id"]): h.payload for h in [*dense, *sparse]}
+    lists = [[(str(h.payload["chunk_id"]), h.score) for h in hits] for hits in (dense, sparse)]
+    if config.hybrid_fusion == "rrf":
+        fused = fusion.reciprocal_rank(lists[0], lists[1], config.rrf_k)
+    else:
+        fused = fusion.convex(lists[0], lists[1], config.hybrid_dense_weight)
+    return [ScoredChunk(payload=payloads[key], score=score) for key, score in fused]
 
 
 class KeyedLocks:
@@ -88,7 +122,9 @@ class MemoryService:
 
     # ------------------------------------------------------------------ writes
 
-    def upsert(self, req: UpsertInput, timings: Timings) -> tuple[DocRecord, bool]:
+    def upsert(self, req: UpsertInput, timings: Timings) -> tuple[DocRecord, bool, int]:
+        """The document's current record, whether it changed, and the generation of the write (for a no-op the
+        generation read under the document's lock: any later write to the document gets a larger one)."""
         cfg = self.config
         collection = validate.collection_name(req.collection)
         doc_id = validate.doc_id(req.doc_id, cfg.max_doc_id_chars)
@@ -123,7 +159,7 @@ class MemoryService:
                 and current.metadata == metadata
             )
             if current is not None and unchanged and req.revision in (0, current_revision):
-                return current, False
+                return current, False, self.registry.generation()
             # A re-created document continues after its deleted revisions: doc@rev never names two texts.
             floor = current_revision or self.registry.deleted_revision(collection, doc_id)
             if req.revision and req.revision <= floor:
@@ -152,10 +188,15 @@ class MemoryService:
             if matrix is None:  # (a page of only front matter, e.g. a redirect, has no chunks: nothing to embed)
                 texts = [embedding_text(chunked.title, c.heading, c.text) for c in chunked.chunks]
                 matrix = self._embed_reusing(texts, current, timings)
+            with timings.stage("lexical"):
+                sparse = [
+                    lexical.document_vector(embedding_text(chunked.title, c.heading, c.text)) for c in chunked.chunks
+                ]
             points = [
                 ChunkPoint(
                     id=chunk_point_id(collection, doc_id, revision, c.ordinal),
                     vector=matrix[i],
+                    sparse=sparse[i],
                     payload={
                         "chunk_id": validate.chunk_key(doc_id, revision, c.ordinal),
                         "doc_id": doc_id,
@@ -177,7 +218,7 @@ class MemoryService:
             with timings.stage("write"):
                 try:
                     self.store.upsert(points)
-                    self.registry.put(record, text)
+                    generation = self.registry.put(record, text)
                 except BaseException:
                     self._discard(collection, doc_id, revision)
                     raise
@@ -188,7 +229,7 @@ class MemoryService:
                     )
                 except Exception:  # stale chunks are filtered out of searches and collected on restart
                     log.exception("could not delete old chunks", extra={"doc_id": doc_id})
-            return record, True
+            return record, True, generation
 
     def _old_vectors(self, current: DocRecord) -> npt.NDArray[np.float32] | None:
         ids = [
@@ -230,7 +271,8 @@ class MemoryService:
         except Exception:
             log.exception("could not discard a failed write's chunks", extra={"doc_id": doc_id})
 
-    def delete(self, collection: str, doc_id: str, if_revision: int | None, timings: Timings) -> int:
+    def delete(self, collection: str, doc_id: str, if_revision: int | None, timings: Timings) -> tuple[int, int]:
+        """The revision deleted and the generation of the delete."""
         collection = validate.collection_name(collection)
         doc_id = validate.doc_id(doc_id, self.config.max_doc_id_chars)
         with self._locks.hold((collection, doc_id)):
@@ -243,13 +285,13 @@ class MemoryService:
                     "re-read it and retry"
                 )
             with timings.stage("write"):
-                self.registry.delete(collection, doc_id)
+                generation = self.registry.delete(collection, doc_id)
             with timings.stage("cleanup"):
                 try:
                     self.store.delete_where(PointFilter(collection=collection, doc_ids=[doc_id]))
                 except Exception:
                     log.exception("could not delete chunks", extra={"doc_id": doc_id})
-            return current.revision
+            return current.revision, generation
 
     def collect_orphans(self) -> int:
         """Delete chunks whose (doc_id, revision) is not current (left by a crash mid-write). Single-writer
@@ -273,41 +315,103 @@ class MemoryService:
 
     def search(
         self,
-        vector: npt.NDArray[np.float32],
+        query: SearchQuery,
         top_k: int,
         collection: str,
         groups: Sequence[str],
         doc_ids: Sequence[str],
         timings: Timings,
-    ) -> tuple[list[ScoredChunk], int]:
-        if vector.shape != (1, self.store.dim):
-            raise InvalidArgument(f"query vectors have shape {list(vector.shape)}; expected [1, {self.store.dim}]")
+    ) -> SearchResult:
         k = validate.top_k(top_k, self.config.default_top_k, self.config.max_top_k)
-        flt = PointFilter(
-            collection=validate.collection_name(collection),
-            groups=validate.groups(groups),
-            doc_ids=list(dict.fromkeys(doc_ids)) or None,
-        )
+        mode, warnings = self._mode(query)
+        if mode != "bm25" and (query.vector is None or query.vector.shape != (1, self.store.dim)):
+            shape = [] if query.vector is None else list(query.vector.shape)
+            raise InvalidArgument(
+                f"query vectors have shape {shape}; expected [1, {self.store.dim}] ({mode} retrieval needs the "
+                "query embedding)"
+            )
+        collection = validate.collection_name(collection)
+        visible = validate.groups(groups)
+        flt = PointFilter(collection=collection, groups=visible, doc_ids=list(dict.fromkeys(doc_ids)) or None)
         generation = self.registry.generation()
-        fetch = k + max(16, k)
-        kept: list[ScoredChunk] = []
-        for _attempt in range(6):
-            with timings.stage("search"):
-                hits = self.store.search(vector[0], fetch, flt)
-            with timings.stage("filter"):
-                kept, outdated = self._current_only(hits)
-            if len(kept) >= k:
-                break
-            if len(hits) < fetch and not outdated:
-                break  # everything that matches was seen
-            if len(hits) >= fetch:
-                fetch *= 4
-        return kept[:k], generation
+        if mode == "dense":
+            assert query.vector is not None
+            vector = query.vector[0]
+            (hits,) = self._current("search", lambda n: [self.store.search(vector, n, flt)], k, timings)
+        else:
+            with timings.stage("lexical"):
+                terms = lexical.query_vector(query.text)
+            # IDF over what this caller may search in this collection: other wikis and documents the caller may
+            # not read do not shape the scores (nor leak through them).
+            corpus = PointFilter(collection=collection, groups=visible)
+            if mode == "bm25":
+                (hits,) = self._current(
+                    "search_lexical", lambda n: [self.store.search_lexical(terms, n, flt, corpus)], k, timings
+                )
+            else:
+                assert query.vector is not None
+                vector = query.vector[0]
+                depth = max(k, self.config.hybrid_candidates)
+                dense, sparse = self._current(
+                    "search_hybrid",
+                    lambda n: list(self.store.search_hybrid(vector, terms, n, flt, corpus)),
+                    depth,
+                    timings,
+                )
+                with timings.stage("fuse"):
+                    hits = fuse(dense, sparse, self.config)
+        return SearchResult(hits[:k], generation, mode, warnings)
 
-    def _current_only(self, hits: list[Hit]) -> tuple[list[ScoredChunk], bool]:
-        """Hits of current revisions (deduplicated); also whether a hit was older than its current revision
+    def _mode(self, query: SearchQuery) -> tuple[str, list[str]]:
+        """The mode to run and warnings: unspecified -> configured default; lexical modes need the text and a
+        lexical index (hybrid falls back to dense without one, with a warning; bm25 fails)."""
+        mode = query.mode or self.config.retrieval_mode
+        if mode not in RETRIEVAL_MODES:
+            raise InvalidArgument(f"retrieval mode {mode!r} is unknown; use one of {', '.join(RETRIEVAL_MODES)}")
+        if mode == "dense":
+            return mode, []
+        if not query.text.strip():
+            if query.mode:
+                raise InvalidArgument(f"{mode} retrieval needs the question in query_text; it is empty")
+            return "dense", []  # the configured default, asked by a caller that sent only a vector
+        if not self.store.lexical:
+            if mode == "bm25":
+                raise FailedPrecondition(NO_LEXICAL_INDEX)
+            return "dense", [f"hybrid retrieval unavailable, dense used: {NO_LEXICAL_INDEX}"]
+        return mode, []
+
+    def _current(
+        self, stage: str, search: Callable[[int], list[list[Hit]]], k: int, timings: Timings
+    ) -> list[list[ScoredChunk]]:
+        """The best `k` hits of current revisions of each list `search(limit)` returns: over-fetches, and searches
+        again deeper while stale hits (an old revision mid-replace, orphans) pushed current ones out. All lists of
+        one attempt are checked against one registry read, so a document's hits in them come from one revision
+        even while it is being replaced (hybrid fuses the lists afterwards)."""
+        fetch = k + max(16, k)
+        kept: list[list[ScoredChunk]] = []
+        for _attempt in range(6):
+            with timings.stage(stage):
+                found = search(fetch)
+            with timings.stage("filter"):
+                revs = self.registry.revisions(
+                    {(h.payload["collection"], h.payload["doc_id"]) for hits in found for h in hits}
+                )
+                checked = [self._current_only(hits, revs) for hits in found]
+            kept = [hits for hits, _ in checked]
+            short = [
+                len(hits) < k and (len(raw) >= fetch or outdated)
+                for raw, (hits, outdated) in zip(found, checked, strict=True)
+            ]
+            if not any(short):
+                break  # each list has k current hits, or everything that matches was seen
+            if any(len(raw) >= fetch for raw in found):
+                fetch *= 4
+        return [hits[:k] for hits in kept]
+
+    @staticmethod
+    def _current_only(hits: list[Hit], revs: dict[tuple[str, str], int]) -> tuple[list[ScoredChunk], bool]:
+        """Hits of current revisions (`revs`, deduplicated); also whether a hit was older than its current revision
         (a newer revision's chunks may have landed after the search ran: worth searching again)."""
-        revs = self.registry.revisions({(h.payload["collection"], h.payload["doc_id"]) for h in hits})
         kept: list[ScoredChunk] = []
         seen: set[str] = set()
         outdated = False

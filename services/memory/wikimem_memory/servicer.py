@@ -11,8 +11,23 @@ from wikimem_common import vectors
 from wikimem_common.errors import grpc_errors
 from wikimem_common.timing import Timings
 
-from .service import MemoryService, UpsertInput
+from .service import MemoryService, SearchQuery, UpsertInput
 from .store.base import DocRecord
+
+#: Retrieval modes by name and back (UNSPECIFIED maps to "": the configured default).
+MODES: dict[str, common_pb2.RetrievalMode.ValueType] = {
+    "dense": common_pb2.RETRIEVAL_MODE_DENSE,
+    "bm25": common_pb2.RETRIEVAL_MODE_BM25,
+    "hybrid": common_pb2.RETRIEVAL_MODE_HYBRID,
+}
+MODE_NAMES = {value: name for name, value in MODES.items()}
+
+
+def mode_name(mode: int) -> str:
+    """ "" for UNSPECIFIED (the configured default); an unknown number stays visible so the core rejects it."""
+    if mode == common_pb2.RETRIEVAL_MODE_UNSPECIFIED:
+        return ""
+    return MODE_NAMES.get(mode, f"#{mode}")  # type: ignore[call-overload]
 
 
 def document_proto(record: DocRecord) -> common_pb2.Document:
@@ -55,7 +70,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
     @grpc_errors
     def Upsert(self, request: memory_pb2.UpsertRequest, context: grpc.ServicerContext) -> memory_pb2.UpsertResponse:
         timings = Timings()
-        record, changed = self.core.upsert(
+        record, changed, generation = self.core.upsert(
             UpsertInput(
                 doc_id=request.doc_id,
                 text=request.text,
@@ -69,29 +84,30 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
             ),
             timings,
         )
-        response = memory_pb2.UpsertResponse(document=document_proto(record), changed=changed)
+        response = memory_pb2.UpsertResponse(document=document_proto(record), changed=changed, generation=generation)
         timings.finish(response.timings_ms)
         return response
 
     @grpc_errors
     def Delete(self, request: memory_pb2.DeleteRequest, context: grpc.ServicerContext) -> memory_pb2.DeleteResponse:
         timings = Timings()
-        revision = self.core.delete(
+        revision, generation = self.core.delete(
             request.collection,
             request.doc_id,
             request.if_revision if request.HasField("if_revision") else None,
             timings,
         )
-        response = memory_pb2.DeleteResponse(revision=revision)
+        response = memory_pb2.DeleteResponse(revision=revision, generation=generation)
         timings.finish(response.timings_ms)
         return response
 
     @grpc_errors
     def Search(self, request: memory_pb2.SearchRequest, context: grpc.ServicerContext) -> memory_pb2.SearchResponse:
         timings = Timings()
-        query = vectors.from_proto(request.query)
-        hits, generation = self.core.search(
-            query,
+        # An empty query (no shape) is allowed: bm25 does not need the vector, the core checks the others.
+        query = vectors.from_proto(request.query) if request.query.shape or request.query.data else None
+        result = self.core.search(
+            SearchQuery(query, request.query_text, mode_name(request.mode)),
             request.top_k,
             request.filter.collection,
             list(request.filter.groups),
@@ -99,8 +115,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
             timings,
         )
         response = memory_pb2.SearchResponse(
-            hits=[common_pb2.ScoredChunk(chunk=chunk_proto(h.payload), score=h.score) for h in hits],
-            generation=generation,
+            hits=[common_pb2.ScoredChunk(chunk=chunk_proto(h.payload), score=h.score) for h in result.hits],
+            generation=result.generation,
+            mode=MODES[result.mode],
+            warnings=result.warnings,
         )
         timings.finish(response.timings_ms)
         return response

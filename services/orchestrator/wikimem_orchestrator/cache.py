@@ -7,13 +7,17 @@ change it. Three mechanisms enforce that:
    `ans:<generation>:sha256(collection, normalised question, sorted caller groups, retrieve_k, read_k, reader,
    include_passages)`, so any write anywhere makes every older answer unreachable (it just expires by TTL). The
    orchestrator learns the generation from memory `Stats` before each cached Ask (strict default; set
-   WIKIMEM_GENERATION_MAX_AGE_S > 0 to reuse it for a while), and after each PutDocument / DeleteDocument it goes
-   through it asks again before returning, so read-your-writes holds. An answer is stored only if the Search that
-   produced it reported the same generation as the lookup (no write raced in between).
+   WIKIMEM_GENERATION_MAX_AGE_S > 0 to reuse it for a while), and each PutDocument / DeleteDocument through it hands
+   it the write's generation (UpsertResponse / DeleteResponse) before returning, so read-your-writes holds. An
+   answer is stored only if the Search that produced it reported the same generation as the lookup (no write raced
+   in between).
 2. **Cited revisions verified on a hit.** The stored entry carries the (doc_id, revision) pairs it cites. Writes
    through any orchestrator sharing the cache record the document's current revision (0 once deleted) in a
    per-collection revision map (`rev:<collection>` hash); a hit whose citations disagree with that map is dropped.
    This also protects replicas that reuse a generation for a while (max age > 0) against each other's writes.
+   The map only moves forward: each entry remembers the memory generation of the write that set it
+   (`revgen:<collection>`), and a write's revision is recorded only if its generation is newer (one Lua script,
+   atomic in Redis), so two replicas racing on one document can never leave the older revision behind.
 3. **Groups in the key.** The caller's group set is part of the key, so an answer computed for one set of groups
    (which decides what could be retrieved) never reaches a caller with another.
 
@@ -64,7 +68,10 @@ class CacheStore(Protocol):
 
     def get_revisions(self, collection: str, doc_ids: Sequence[str]) -> list[int | None]: ...
 
-    def set_revision(self, collection: str, doc_id: str, revision: int) -> None: ...
+    def set_revision(self, collection: str, doc_id: str, revision: int, generation: int = 0) -> bool:
+        """Record `revision` unless a write with a newer generation is already recorded (generation 0: unknown,
+        recorded unconditionally). True if recorded."""
+        ...
 
     def close(self) -> None: ...
 
@@ -77,7 +84,7 @@ class LocalStore:
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._revisions: dict[tuple[str, str], int] = {}
+        self._revisions: dict[tuple[str, str], tuple[int, int]] = {}  # (revision, generation of its write)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
@@ -104,17 +111,38 @@ class LocalStore:
 
     def get_revisions(self, collection: str, doc_ids: Sequence[str]) -> list[int | None]:
         with self._lock:
-            return [self._revisions.get((collection, d)) for d in doc_ids]
+            found = [self._revisions.get((collection, d)) for d in doc_ids]
+        return [None if f is None else f[0] for f in found]
 
-    def set_revision(self, collection: str, doc_id: str, revision: int) -> None:
+    def set_revision(self, collection: str, doc_id: str, revision: int, generation: int = 0) -> bool:
         with self._lock:
-            self._revisions[(collection, doc_id)] = revision
+            seen = self._revisions.get((collection, doc_id))
+            if generation and seen is not None and seen[1] >= generation:
+                return False
+            self._revisions[(collection, doc_id)] = (revision, generation or (seen[1] if seen else 0))
+            return True
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def close(self) -> None:
         pass
+
+
+#: KEYS: revision hash, generation hash; ARGV: doc_id, revision, generation. Sets the revision only if the write's
+#: generation is newer than the one recorded (generation 0 = unknown: set unconditionally). Returns 1 if set.
+_SET_REVISION_LUA = """
+local generation = tonumber(ARGV[3])
+if generation > 0 then
+  local seen = redis.call('HGET', KEYS[2], ARGV[1])
+  if seen and tonumber(seen) >= generation then
+    return 0
+  end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
 
 
 class RedisStore:
@@ -137,6 +165,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._last_error = ""
+        self._set_revision = self._client.register_script(_SET_REVISION_LUA)
 
     def _run(self, what: Callable[[redis.Redis], object]) -> object:
         with self._lock:
@@ -168,8 +197,20 @@ class RedisStore:
         assert isinstance(values, list)
         return [None if v is None else int(v) for v in values]
 
-    def set_revision(self, collection: str, doc_id: str, revision: int) -> None:
-        self._run(lambda r: r.hset(f"{self.prefix}rev:{collection}", doc_id, str(revision)))
+    def set_revision(self, collection: str, doc_id: str, revision: int, generation: int = 0) -> bool:
+        keys = [f"{self.prefix}rev:{collection}", f"{self.prefix}revgen:{collection}"]
+        done = self._run(lambda r: self._set_revision(keys=keys, args=[doc_id, revision, generation], client=r))
+        return bool(done)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The underlying client, for other structures sharing this store's connection and failure handling
+        (through `run`)."""
+        return self._client
+
+    def run(self, what: Callable[[redis.Redis], object]) -> object:
+        """Run `what` against Redis; any Redis error becomes CacheError and starts the back-off window."""
+        return self._run(what)
 
     def close(self) -> None:
         self._client.close()
@@ -275,12 +316,16 @@ class QueryCache:
             self._warn(warnings, exc)
 
     # writes
-    def record_revision(self, collection: str, doc_id: str, revision: int, warnings: list[str]) -> None:
-        """A write through the orchestrator: remember the document's current revision (DELETED once deleted)."""
+    def record_revision(
+        self, collection: str, doc_id: str, revision: int, warnings: list[str], generation: int = 0
+    ) -> None:
+        """A write through the orchestrator: remember the document's current revision (DELETED once deleted),
+        unless a newer write (larger memory generation) is already recorded."""
         if self.store is None:
             return
         try:
-            self.store.set_revision(collection, doc_id, revision)
+            if not self.store.set_revision(collection, doc_id, revision, generation):
+                log.info("older write not recorded", extra={"doc_id": doc_id, "revision": revision})
         except CacheError as exc:
             self._warn(warnings, exc)
 
@@ -312,8 +357,16 @@ class GenerationTracker:
             self._at = time.monotonic()
         return value
 
-    def after_write(self) -> None:
-        """Observe the generation a write produced; if memory cannot say, force a fetch on the next lookup."""
+    def after_write(self, generation: int = 0) -> None:
+        """Observe the generation a write produced (from its response, else by asking memory; if memory cannot
+        say, force a fetch on the next lookup). Strict trackers (max age 0) ask on every lookup anyway."""
+        if self.max_age_s <= 0:
+            return
+        if generation > 0:
+            with self._lock:
+                if self._value is None or generation > self._value:
+                    self._value, self._at = generation, time.monotonic()
+            return
         try:
             self.refresh()
         except Exception:

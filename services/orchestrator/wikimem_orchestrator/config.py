@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from wikimem_common.config import ConfigError, env_bool, env_float, env_int, env_str
 from wikimem_common.server import peer_address
 
+from .verify import VerifyConfig
+
+#: Calibrated with the "same-words" guard on paraphrases, surface variants and 25k hard negatives: no false reuse
+#: from 0.80 up; 0.90 keeps a margin (bench/qa_memory_calibration.py; figures in docs/architecture.md, "QA memory").
+QA_MEMORY_THRESHOLD = 0.9
+#: Upper bound of WIKIMEM_QA_MEMORY_ENTRIES: a lookup reads and scans every entry of its scope.
+MAX_QA_MEMORY_ENTRIES = 4096
+
 
 @dataclass(frozen=True)
 class OrchestratorConfig:
@@ -20,6 +28,8 @@ class OrchestratorConfig:
     rerank_timeout_s: float = 10.0
     #: Deadline of memory writes (a long document is chunked and embedded inside the call).
     write_timeout_s: float = 300.0
+    #: Retrieval mode of Asks that do not name one: "dense", "bm25" or "hybrid" (docs/architecture.md).
+    retrieval_mode: str = "hybrid"
     retrieve_k: int = 20
     read_k: int = 5
     max_retrieve_k: int = 200
@@ -40,6 +50,31 @@ class OrchestratorConfig:
     #: 0: ask memory for its generation on every cached Ask (strict). >0: reuse the last generation for this
     #: long; only writes that go through this orchestrator (or the revision map) are then seen at once.
     generation_max_age_s: float = 0.0
+    #: QA memory: reuse the answer of an earlier question whose embedding is at least `qa_memory_threshold`
+    #: similar, while its documents are unchanged (qa_memory.py). Needs the cache (WIKIMEM_CACHE=1).
+    qa_memory: bool = True
+    #: Cosine similarity at or above which a remembered question counts as a paraphrase (calibrated: see
+    #: docs/architecture.md, "QA memory").
+    qa_memory_threshold: float = QA_MEMORY_THRESHOLD
+    #: Most recent questions remembered per scope (collection, groups, options); a lookup scans all of them.
+    qa_memory_entries: int = 256
+    qa_memory_ttl_s: float = 86400.0
+    #: "retrieval": the remembered question still retrieves the same chunks; "cited": its cited documents are
+    #: unchanged.
+    qa_memory_check: str = "retrieval"
+    #: "same-words": reuse only for the same content words in the same order (what the calibration needs for no
+    #: false reuse); "none": cosine alone (reuses paraphrases, and some different questions: see the table).
+    qa_memory_guard: str = "same-words"
+    #: Deadline of reader calls: a generative reader on a CPU takes seconds to minutes.
+    read_timeout_s: float = 300.0
+    #: Generated answers: what happens to sentences no passage supports ("drop" or "flag"; verify.py).
+    verify_unsupported: str = "drop"
+    #: Support (0..1, lexical and embedding combined) a passage span needs to verify a sentence.
+    verify_threshold: float = VerifyConfig.threshold
+    #: Weight of lexical overlap against embedding similarity in that support.
+    verify_lexical_weight: float = VerifyConfig.lexical_weight
+    #: Use the embedder for semantic support (off: lexical overlap and key terms only).
+    verify_embeddings: bool = True
     context_chars: int = 300
     max_context_chars: int = 20_000
     list_page_size: int = 100
@@ -56,6 +91,7 @@ class OrchestratorConfig:
             peer_timeout_s=peer_timeout,
             rerank_timeout_s=env_float("WIKIMEM_RERANK_TIMEOUT_S", peer_timeout),
             write_timeout_s=env_float("WIKIMEM_WRITE_TIMEOUT_S", 300.0),
+            retrieval_mode=env_str("WIKIMEM_RETRIEVAL_MODE", "hybrid").strip().lower(),
             retrieve_k=env_int("WIKIMEM_RETRIEVE_K", 20),
             read_k=env_int("WIKIMEM_READ_K", 5),
             max_retrieve_k=env_int("WIKIMEM_MAX_RETRIEVE_K", 200),
@@ -70,13 +106,24 @@ class OrchestratorConfig:
             redis_timeout_s=env_float("WIKIMEM_REDIS_TIMEOUT_S", 0.25),
             redis_retry_s=env_float("WIKIMEM_REDIS_RETRY_S", 1.0),
             generation_max_age_s=env_float("WIKIMEM_GENERATION_MAX_AGE_S", 0.0),
+            qa_memory=env_bool("WIKIMEM_QA_MEMORY", True),
+            qa_memory_threshold=env_float("WIKIMEM_QA_MEMORY_THRESHOLD", QA_MEMORY_THRESHOLD),
+            qa_memory_entries=env_int("WIKIMEM_QA_MEMORY_ENTRIES", 256),
+            qa_memory_ttl_s=env_float("WIKIMEM_QA_MEMORY_TTL_S", 86400.0),
+            qa_memory_check=env_str("WIKIMEM_QA_MEMORY_CHECK", "retrieval"),
+            qa_memory_guard=env_str("WIKIMEM_QA_MEMORY_GUARD", "same-words"),
             context_chars=env_int("WIKIMEM_CONTEXT_CHARS", 300),
+            read_timeout_s=env_float("WIKIMEM_READ_TIMEOUT_S", 300.0),
+            verify_unsupported=env_str("WIKIMEM_VERIFY_UNSUPPORTED", "drop"),
+            verify_threshold=env_float("WIKIMEM_VERIFY_THRESHOLD", VerifyConfig.threshold),
+            verify_lexical_weight=env_float("WIKIMEM_VERIFY_LEXICAL_WEIGHT", VerifyConfig.lexical_weight),
+            verify_embeddings=env_bool("WIKIMEM_VERIFY_EMBEDDINGS", True),
         )
         config.validate()
         return config
 
     def validate(self) -> None:
-        for name in ("peer_timeout_s", "rerank_timeout_s", "write_timeout_s", "redis_timeout_s"):
+        for name in ("peer_timeout_s", "rerank_timeout_s", "write_timeout_s", "redis_timeout_s", "read_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("retrieve_k", "read_k", "max_retrieve_k", "max_question_chars", "local_cache_entries"):
@@ -88,5 +135,29 @@ class OrchestratorConfig:
             raise ConfigError(
                 f"WIKIMEM_RETRIEVE_K ({self.retrieve_k}) must not exceed WIKIMEM_MAX_RETRIEVE_K ({self.max_retrieve_k})"
             )
+        if not 0.0 < self.qa_memory_threshold <= 1.0:
+            raise ConfigError(f"WIKIMEM_QA_MEMORY_THRESHOLD must be in (0, 1], got {self.qa_memory_threshold}")
+        if not 1 <= self.qa_memory_entries <= MAX_QA_MEMORY_ENTRIES:
+            raise ConfigError(
+                f"WIKIMEM_QA_MEMORY_ENTRIES must be in [1, {MAX_QA_MEMORY_ENTRIES}] (each lookup scans them all), "
+                f"got {self.qa_memory_entries}"
+            )
+        if self.qa_memory_ttl_s <= 0:
+            raise ConfigError(f"WIKIMEM_QA_MEMORY_TTL_S must be > 0, got {self.qa_memory_ttl_s}")
+        if self.qa_memory_check not in ("retrieval", "cited"):
+            raise ConfigError(f"WIKIMEM_QA_MEMORY_CHECK must be 'retrieval' or 'cited', got {self.qa_memory_check!r}")
+        if self.qa_memory_guard not in ("same-words", "none"):
+            raise ConfigError(f"WIKIMEM_QA_MEMORY_GUARD must be 'same-words' or 'none', got {self.qa_memory_guard!r}")
+        if self.verify_unsupported not in ("drop", "flag"):
+            raise ConfigError(f"WIKIMEM_VERIFY_UNSUPPORTED must be 'drop' or 'flag', got {self.verify_unsupported!r}")
+        for name in ("verify_threshold", "verify_lexical_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"WIKIMEM_{name.upper()} must be in [0, 1], got {getattr(self, name)}")
+        if self.retrieval_mode not in ("dense", "bm25", "hybrid"):
+            raise ConfigError(f"WIKIMEM_RETRIEVAL_MODE={self.retrieval_mode!r} must be dense, bm25 or hybrid")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL={self.redis_url!r} must start with redis://, rediss:// or unix://")
+
+    @property
+    def verify(self) -> VerifyConfig:
+        return VerifyConfig(threshold=self.verify_threshold, lexical_weight=self.verify_lexical_weight)

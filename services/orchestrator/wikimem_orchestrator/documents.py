@@ -1,8 +1,9 @@
 """The write path (PutDocument, DeleteDocument) and document reads (GetSource, ListDocuments).
 
 Every write that memory accepts is followed, before the call returns, by (1) recording the document's new
-revision in the cache's revision map and (2) observing memory's new generation, so the next Ask misses the
-answer cache (read-your-writes); see cache.py for the whole invalidation design.
+revision in the cache's revision map — only if the write's generation is newer than the one recorded, so replicas
+racing on one document never leave an older revision — and (2) taking the write's generation as the one to key
+answers on, so the next Ask misses the answer cache (read-your-writes); see cache.py for the whole design.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ class Documents:
         self.cache = cache
         self.generation = generation
 
-    def _written(self, collection: str, doc_id: str, revision: int, timings: Timings) -> None:
+    def _written(self, collection: str, doc_id: str, revision: int, generation: int, timings: Timings) -> None:
         with timings.stage("invalidate"):
             warnings: list[str] = []
-            self.cache.record_revision(normalise_collection(collection), doc_id, revision, warnings)
+            self.cache.record_revision(normalise_collection(collection), doc_id, revision, warnings, generation)
             for warning in warnings:  # the generation still invalidates; the revision map is the second guard
                 log.warning("revision map not updated", extra={"doc_id": doc_id, "warning": warning})
             if self.cache.enabled:
-                self.generation.after_write()
+                self.generation.after_write(generation)
 
     def put(self, request: rag_pb2.PutDocumentRequest, deadline: Deadline) -> rag_pb2.PutDocumentResponse:
         timings = Timings()
@@ -67,8 +68,10 @@ class Documents:
         with timings.stage("upsert"):
             result = self.memory.upsert(upsert, deadline.timeout(self.config.write_timeout_s))
         self._written(result.document.collection or request.collection, result.document.doc_id or request.doc_id,
-                      int(result.document.revision), timings)
-        response = rag_pb2.PutDocumentResponse(document=result.document, changed=result.changed)
+                      int(result.document.revision), int(result.generation), timings)
+        response = rag_pb2.PutDocumentResponse(
+            document=result.document, changed=result.changed, generation=result.generation
+        )
         timings.merge({f"memory.{k}": v for k, v in result.timings_ms.items() if k != "total"})
         timings.finish(response.timings_ms)
         return response
@@ -80,8 +83,8 @@ class Documents:
             delete.if_revision = request.if_revision
         with timings.stage("delete"):
             result = self.memory.delete(delete, deadline.timeout(self.config.write_timeout_s))
-        self._written(request.collection, request.doc_id, DELETED, timings)
-        response = rag_pb2.DeleteDocumentResponse(revision=result.revision)
+        self._written(request.collection, request.doc_id, DELETED, int(result.generation), timings)
+        response = rag_pb2.DeleteDocumentResponse(revision=result.revision, generation=result.generation)
         timings.finish(response.timings_ms)
         return response
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 import grpc
@@ -117,6 +117,10 @@ class GrpcBackends:
 
     def embed(self, text: str, timeout: float) -> common_pb2.Vectors:
         response = self.embedder.call(self._embedder.Embed, embedder_pb2.EmbedRequest(texts=[text]), timeout)
+        return response.vectors
+
+    def embed_texts(self, texts: Sequence[str], timeout: float) -> common_pb2.Vectors:
+        response = self.embedder.call(self._embedder.Embed, embedder_pb2.EmbedRequest(texts=list(texts)), timeout)
         return response.vectors
 
     # memory

@@ -1,5 +1,9 @@
 """Ask: embed -> search -> rerank -> read -> answer with citations, through the answer cache.
 
+Caches, in order: the exact answer cache (cache.py: same question, options and groups at the same memory
+generation), then — after embedding — the QA memory (qa_memory.py: the same question asked before, reused while
+re-running its retrieval gives the same chunks); `AskResponse.cache_source` says which answered.
+
 Peers are reached through the `Backends` protocol (messages in, messages out, domain errors raised); no gRPC
 channels or call objects here. Degradation: a failing reranker leaves the vector order (`reranked=false` plus a
 warning); a failing cache leaves the answer uncached (plus a warning). Everything else that fails is an error.
@@ -7,6 +11,9 @@ warning); a failing cache leaves the answer uncached (plus a warning). Everythin
 Abstaining: when nothing is retrieved or the reader finds no supported answer, `abstained=true`,
 `abstain_reason` says why and `answer` is ABSTAIN_ANSWER (a sentence a person can read; clients that want an
 empty string check `abstained`).
+
+Generative readers: the model's text is checked sentence by sentence against the passages it was given
+(grounding.py, verify.py); unsupported sentences are dropped (or flagged), and nothing supported means abstaining.
 
 Streams: the reader's deltas as they come, then the final AskResponse, which is authoritative. When nothing was
 streamed (a cache hit, an abstention, a reader that does not stream) the final answer text is sent as one delta.
@@ -20,7 +27,11 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from wikimem.v1 import common_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem_common import vectors
 from wikimem_common.errors import InvalidArgument, ServiceError, require_text
 from wikimem_common.markup import mask_markup
 from wikimem_common.timing import Timings
@@ -28,13 +39,23 @@ from wikimem_common.timing import Timings
 from .cache import AnswerKey, GenerationTracker, QueryCache, normalise_collection, normalise_question
 from .citations import build_citation
 from .config import OrchestratorConfig
+from .grounding import POLICIES, add_extractive, ground_generated
+from .qa_memory import Hit, QAMemory
+from .verify import Embed
 
 log = logging.getLogger("wikimem.orchestrator.pipeline")
 
 ABSTAIN_ANSWER = "I don't know: the wiki has no passage that answers this."
 
+#: AskOptions.retrieval / memory SearchRequest.mode by name (WIKIMEM_RETRIEVAL_MODE takes the names).
+RETRIEVAL_MODES: dict[str, common_pb2.RetrievalMode.ValueType] = {
+    "dense": common_pb2.RETRIEVAL_MODE_DENSE,
+    "bm25": common_pb2.RETRIEVAL_MODE_BM25,
+    "hybrid": common_pb2.RETRIEVAL_MODE_HYBRID,
+}
+
 #: Stages every Ask response reports (0 when skipped: a cache hit, one hit not worth reranking, ...).
-STAGES = ("cache", "embed", "search", "rerank", "read")
+STAGES = ("cache", "embed", "qa_memory", "search", "rerank", "read")
 
 
 class Backends(Protocol):
@@ -46,6 +67,8 @@ class Backends(Protocol):
 
     def generation(self, timeout: float) -> int: ...
 
+    def get(self, request: memory_pb2.GetRequest, timeout: float) -> memory_pb2.GetResponse: ...
+
     def rerank(self, request: reranker_pb2.RerankRequest, timeout: float) -> reranker_pb2.RerankResponse: ...
 
     def read(self, request: reader_pb2.ReadRequest, timeout: float) -> reader_pb2.ReadResponse: ...
@@ -53,6 +76,8 @@ class Backends(Protocol):
     def read_stream(
         self, request: reader_pb2.ReadStreamRequest, timeout: float
     ) -> Iterator[reader_pb2.ReadStreamResponse]: ...
+
+    def embed_texts(self, texts: Sequence[str], timeout: float) -> common_pb2.Vectors: ...
 
 
 @dataclass(frozen=True)
@@ -65,13 +90,24 @@ class AskParams:
     reader: str
     no_cache: bool
     include_passages: bool
+    #: Neither reuse a paraphrase's answer nor remember this one (AskOptions.no_qa_memory).
+    no_qa_memory: bool = False
+
+    #: Generative readers: answer tokens (0 = the reader's default) and what happens to unsupported sentences.
+    max_tokens: int = 0
+    unsupported: str = ""
+    #: "dense", "bm25" or "hybrid" (AskOptions.retrieval, else WIKIMEM_RETRIEVAL_MODE).
+    retrieval: str = "hybrid"
 
     def cache_options(self) -> dict[str, object]:
         return {
+            "retrieval": self.retrieval,
             "retrieve_k": self.retrieve_k,
             "read_k": self.read_k,
             "reader": self.reader,
             "passages": self.include_passages,
+            "max_tokens": self.max_tokens,
+            "unsupported": self.unsupported,
         }
 
 
@@ -110,12 +146,18 @@ Event = str | rag_pb2.AskResponse
 
 class Pipeline:
     def __init__(
-        self, config: OrchestratorConfig, backends: Backends, cache: QueryCache, generation: GenerationTracker
+        self,
+        config: OrchestratorConfig,
+        backends: Backends,
+        cache: QueryCache,
+        generation: GenerationTracker,
+        qa_memory: QAMemory | None = None,
     ) -> None:
         self.config = config
         self.backends = backends
         self.cache = cache
         self.generation = generation
+        self.qa_memory = qa_memory
 
     # request validation
     def params(self, question: str, options: rag_pb2.AskOptions, groups: Sequence[str]) -> AskParams:
@@ -124,6 +166,8 @@ class Pipeline:
         read_k = options.read_k or min(self.config.read_k, retrieve_k)
         if retrieve_k > self.config.max_retrieve_k:
             raise InvalidArgument(f"options.retrieve_k is {retrieve_k}; the limit is {self.config.max_retrieve_k}")
+        if options.unsupported not in ("", *POLICIES):
+            raise InvalidArgument(f"options.unsupported is {options.unsupported!r}; use 'drop' or 'flag' (or '')")
         if read_k > retrieve_k:
             raise InvalidArgument(f"options.read_k ({read_k}) must not exceed options.retrieve_k ({retrieve_k})")
         return AskParams(
@@ -135,7 +179,19 @@ class Pipeline:
             reader=options.reader,
             no_cache=options.no_cache,
             include_passages=options.include_passages,
+            no_qa_memory=options.no_qa_memory,
+            max_tokens=options.max_tokens,
+            unsupported=options.unsupported,
+            retrieval=self._retrieval(options.retrieval),
         )
+
+    def _retrieval(self, mode: int) -> str:
+        if mode == common_pb2.RETRIEVAL_MODE_UNSPECIFIED:
+            return self.config.retrieval_mode
+        for name, value in RETRIEVAL_MODES.items():
+            if value == mode:
+                return name
+        raise InvalidArgument(f"options.retrieval is {mode}; use DENSE, BM25 or HYBRID (or leave it unset)")
 
     def ask(self, params: AskParams, deadline: Deadline | None = None) -> rag_pb2.AskResponse:
         for event in self.run(params, deadline or Deadline(), stream=False):
@@ -161,29 +217,33 @@ class Pipeline:
                 payload = self.cache.get_answer(key, warnings)
             if payload is not None:
                 response = rag_pb2.AskResponse.FromString(payload)
-                response.cached = True
-                response.warnings.extend(warnings)
-                response.timings_ms.clear()
-                if stream:
-                    yield response.answer
-                timings.finish(response.timings_ms)
-                yield response
+                response.cache_source = rag_pb2.CACHE_SOURCE_EXACT
+                yield from self._reply_cached(response, warnings, timings, stream)
                 return
 
         vector = self._embed(params.question, deadline, timings, warnings)
 
+        qa_scope: str | None = None
+        if self.qa_memory is not None and key is not None and not params.no_qa_memory:
+            with timings.stage("qa_memory"):
+                qa_scope, hit = self._qa_lookup(params, vector, key.generation, deadline, warnings)
+            if hit is not None:
+                hit.response.cache_source = rag_pb2.CACHE_SOURCE_QA_MEMORY
+                hit.response.qa_similarity = hit.similarity
+                hit.response.qa_matched_question = hit.question
+                yield from self._reply_cached(hit.response, warnings, timings, stream)
+                return
+
         with timings.stage("search"):
             found = self.backends.search(
-                memory_pb2.SearchRequest(
-                    query=vector,
-                    top_k=params.retrieve_k,
-                    filter=common_pb2.Filter(collection=params.collection, groups=list(params.groups)),
-                    query_text=params.question,
-                ),
-                deadline.timeout(cfg.peer_timeout_s),
+                self._search_request(params, vector, params.question), deadline.timeout(cfg.peer_timeout_s)
             )
+        warnings.extend(found.warnings)  # e.g. hybrid fell back to dense on a store without a lexical index
         hits = list(found.hits)
-        response = rag_pb2.AskResponse(generation=found.generation, reranked=True)
+        retrieved = list(hits)
+        response = rag_pb2.AskResponse(
+            generation=found.generation, reranked=True, cache_source=rag_pb2.CACHE_SOURCE_NONE, retrieval=found.mode
+        )
 
         if not hits:
             response.abstained = True
@@ -198,7 +258,7 @@ class Pipeline:
             passages = hits[: params.read_k]
             sent: list[str] = []
             read = yield from self._read(params, passages, deadline, timings, stream, sent)
-            self._answer(response, read, passages)
+            self._answer(response, read, passages, params, deadline, timings, warnings)
             if params.include_passages:
                 response.passages.extend(hits)
             if stream and not sent:  # a reader that streamed nothing (or abstained): the answer as one delta
@@ -209,9 +269,62 @@ class Pipeline:
             with timings.stage("cache"):
                 cited = [(c.doc_id, int(c.revision)) for c in response.citations]
                 self.cache.put_answer(key, response.SerializeToString(), cited, warnings)
+        if self.qa_memory is not None and qa_scope is not None:
+            with timings.stage("qa_memory"):
+                self.qa_memory.remember(
+                    qa_scope, params.question, vectors.from_proto(vector), response, retrieved, found.generation,
+                    warnings,
+                )
         response.warnings.extend(warnings)
         timings.finish(response.timings_ms)
         yield response
+
+    @staticmethod
+    def _search_request(params: AskParams, vector: common_pb2.Vectors, question: str) -> memory_pb2.SearchRequest:
+        """The retrieval of an Ask (also re-run by the QA memory for a remembered question, so it must match)."""
+        return memory_pb2.SearchRequest(
+            query=vector,
+            top_k=params.retrieve_k,
+            filter=common_pb2.Filter(collection=params.collection, groups=list(params.groups)),
+            query_text=question,
+            mode=RETRIEVAL_MODES[params.retrieval],
+        )
+
+    def _reply_cached(
+        self, response: rag_pb2.AskResponse, warnings: list[str], timings: Timings, stream: bool
+    ) -> Iterator[Event]:
+        response.cached = True
+        response.warnings.extend(warnings)
+        response.timings_ms.clear()
+        if stream:
+            yield response.answer
+        timings.finish(response.timings_ms)
+        yield response
+
+    def _qa_lookup(
+        self, params: AskParams, vector: common_pb2.Vectors, generation: int, deadline: Deadline, warnings: list[str]
+    ) -> tuple[str | None, Hit | None]:
+        """The QA memory scope of this request and a verified hit, if any (None scope: not usable now)."""
+        assert self.qa_memory is not None
+        try:
+            model_id = self.backends.embedder_model(deadline.timeout(self.config.peer_timeout_s))
+        except ServiceError as exc:  # the question was embedded from the cache; without a model id, no scope
+            log.debug("embedder info failed", extra={"error": exc.message})
+            return None, None
+        scope = self.qa_memory.scope(model_id, params.collection, params.groups, params.cache_options())
+        hit = self.qa_memory.lookup(
+            scope,
+            vectors.from_proto(vector),
+            params.question,
+            collection=params.collection,
+            groups=params.groups,
+            search_request=lambda v, q: self._search_request(params, vectors.to_proto(v.reshape(1, -1)), q),
+            generation=generation,
+            verifier=self.backends,
+            timeout=lambda: deadline.timeout(self.config.peer_timeout_s),
+            warnings=warnings,
+        )
+        return scope, hit
 
     # stages
     def _embed(self, question: str, deadline: Deadline, timings: Timings, warnings: list[str]) -> common_pb2.Vectors:
@@ -276,8 +389,8 @@ class Pipeline:
             reader_pb2.ReadPassage(id=p.chunk.chunk_id, text=mask_markup(p.chunk.text), title=p.chunk.title)
             for p in passages
         ]
-        options = reader_pb2.ReadOptions(backend=params.reader, max_answers=1)
-        timeout = deadline.timeout(self.config.peer_timeout_s)
+        options = reader_pb2.ReadOptions(backend=params.reader, max_answers=1, max_tokens=params.max_tokens)
+        timeout = deadline.timeout(self.config.read_timeout_s)
         with timings.stage("read"):
             if not stream:
                 return self.backends.read(
@@ -297,13 +410,26 @@ class Pipeline:
         response: rag_pb2.AskResponse,
         read: reader_pb2.ReadResponse,
         passages: list[common_pb2.ScoredChunk],
+        params: AskParams,
+        deadline: Deadline,
+        timings: Timings,
+        warnings: list[str],
     ) -> None:
+        response.reader, response.reader_model = read.backend, read.model
         if read.abstained or not read.answers:
             response.abstained = True
             response.abstain_reason = read.abstain_reason or "the reader found no supported answer"
             response.answer = ABSTAIN_ANSWER
             return
         best = read.answers[0]
+        if best.generated:  # the model's own words: each sentence is checked against the passages
+            with timings.stage("verify"):
+                ground_generated(
+                    response, params.question, best, passages, params.unsupported or self.config.verify_unsupported,
+                    ABSTAIN_ANSWER, self._embed_texts(deadline) if self.config.verify_embeddings else None,
+                    self.config.verify, warnings,
+                )
+            return
         if best.passage_index >= len(passages):
             raise ServiceError(
                 f"reader answered from passage {best.passage_index}, but only {len(passages)} were given"
@@ -314,3 +440,10 @@ class Pipeline:
         response.answer = " ".join(mask_markup(chunk.text)[best.start : best.end].split())
         response.score = best.score
         response.citations.append(citation)
+        add_extractive(response)
+
+    def _embed_texts(self, deadline: Deadline) -> Embed:
+        def embed(texts: list[str]) -> npt.NDArray[np.float32]:
+            return vectors.from_proto(self.backends.embed_texts(texts, deadline.timeout(self.config.peer_timeout_s)))
+
+        return embed

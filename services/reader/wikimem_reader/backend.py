@@ -1,7 +1,7 @@
 """The reader backend interface: question + passages → answers pointing into the passages, or an abstention.
 
-The extractive backend is the default; a generative one (local LLM, OpenAI-compatible) plugs in by implementing
-`ReaderBackend` and overriding `stream` to yield text as it is produced.
+The extractive backend is the default; the generative ones (local LLM, OpenAI-compatible; see generative.py)
+implement `ReaderBackend` and override `stream` to yield text as it is produced.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ class Answer:
     #: Answer score minus the no-answer score.
     score: float
     passage_index: int
-    #: Code-point span: passages[passage_index].text[start:end] == text.
+    #: Code-point span: passages[passage_index].text[start:end] == text (0, 0 when generated).
     start: int
     end: int
+    #: Written by a generative backend in its own words: not a span (passage_index, start, end and score are 0).
+    generated: bool = False
 
 
 @dataclass
@@ -35,10 +37,12 @@ class ReadOutcome:
     answers: list[Answer] = field(default_factory=list)
     abstained: bool = False
     abstain_reason: str = ""
+    #: The generative model that answered ("" for extractive).
+    model: str = ""
 
     @classmethod
-    def abstain(cls, reason: str) -> ReadOutcome:
-        return cls(answers=[], abstained=True, abstain_reason=reason)
+    def abstain(cls, reason: str, model: str = "") -> ReadOutcome:
+        return cls(answers=[], abstained=True, abstain_reason=reason, model=model)
 
 
 class ReaderBackend:

@@ -9,6 +9,7 @@ The best candidate over all passages and windows answers, unless it stays below 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,11 @@ class ExtractiveReader(ReaderBackend):
 
     def __init__(self, config: ExtractiveConfig) -> None:
         self.config = config
-        self.session = onnx.session(config.card.onnx, config.threads)
+        # Parallel sub-batches: one ONNX Runtime thread each (session.run is thread-safe).
+        self.session = onnx.session(config.card.onnx, 1 if config.parallel > 1 else config.threads)
+        self._pool = (
+            ThreadPoolExecutor(config.parallel, thread_name_prefix="reader-window") if config.parallel > 1 else None
+        )
         self.tokenizer = onnx.tokenizer(config.card.tokenizer)
         self.cls = onnx.special_id(self.tokenizer, "[CLS]")
         self.sep = onnx.special_id(self.tokenizer, "[SEP]")
@@ -98,13 +103,20 @@ class ExtractiveReader(ReaderBackend):
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))
         results: list[Logits | None] = [None] * len(windows)
         step = self.config.sub_batch
-        for lo in range(0, len(order), step):
-            rows = order[lo : lo + step]
+
+        def run(rows: list[int]) -> None:
             arrays = onnx.pad_batch([windows[i].ids for i in rows], [windows[i].type_ids for i in rows])
             starts, ends = self.session.run(["start_logits", "end_logits"], onnx.feeds_for(self.session, arrays))
             for k, i in enumerate(rows):
                 n = len(windows[i].ids)
                 results[i] = (np.asarray(starts[k, :n], np.float32), np.asarray(ends[k, :n], np.float32))
+
+        batches = [order[lo : lo + step] for lo in range(0, len(order), step)]
+        if self._pool is not None and len(batches) > 1:
+            list(self._pool.map(run, batches))
+        else:
+            for rows in batches:
+                run(rows)
         return [r for r in results if r is not None]
 
     def candidates(self, window: Window, logits: Logits) -> list[Candidate]:
@@ -170,3 +182,5 @@ class ExtractiveReader(ReaderBackend):
 
     def close(self) -> None:
         self.batcher.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -12,6 +12,7 @@ from wikimem_common.timing import Timings
 
 from .backend import Passage, ReaderBackend, ReadOutcome
 from .config import ReaderConfig
+from .generative import GenerativeReader
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ReadQuery:
     #: 0 means the default (1).
     max_answers: int = 0
     threshold: float | None = None
+    #: Generative backends: answer tokens (0 = configured).
+    max_tokens: int = 0
 
 
 class Reader:
@@ -59,14 +62,22 @@ class Reader:
     def read(self, query: ReadQuery) -> tuple[str, ReadOutcome, Timings]:
         timings = Timings()
         backend, max_answers = self._check(query)
-        outcome = backend.read(query.question, query.passages, max_answers, query.threshold, timings)
+        if isinstance(backend, GenerativeReader):
+            outcome = backend.read_generated(query.question, query.passages, query.max_tokens, timings)
+        else:
+            outcome = backend.read(query.question, query.passages, max_answers, query.threshold, timings)
         return backend.name, outcome, timings
 
     def stream(self, query: ReadQuery) -> Iterator[tuple[str, str | ReadOutcome, Timings]]:
         """(backend name, delta or final outcome, timings); validation errors raise before the first item."""
         timings = Timings()
         backend, max_answers = self._check(query)
-        for event in backend.stream(query.question, query.passages, max_answers, query.threshold, timings):
+        events = (
+            backend.generate(query.question, query.passages, query.max_tokens, timings)
+            if isinstance(backend, GenerativeReader)
+            else backend.stream(query.question, query.passages, max_answers, query.threshold, timings)
+        )
+        for event in events:
             yield backend.name, event, timings
 
     def close(self) -> None:

@@ -21,18 +21,27 @@ def _query(question: str, passages: Sequence[reader_pb2.ReadPassage], options: r
         backend=options.backend,
         max_answers=options.max_answers,
         threshold=options.no_answer_threshold if options.HasField("no_answer_threshold") else None,
+        max_tokens=options.max_tokens,
     )
 
 
 def _response(backend: str, outcome: ReadOutcome, timings: Timings) -> reader_pb2.ReadResponse:
     response = reader_pb2.ReadResponse(
         answers=[
-            reader_pb2.ReadAnswer(text=a.text, score=a.score, passage_index=a.passage_index, start=a.start, end=a.end)
+            reader_pb2.ReadAnswer(
+                text=a.text,
+                score=a.score,
+                passage_index=a.passage_index,
+                start=a.start,
+                end=a.end,
+                generated=a.generated,
+            )
             for a in outcome.answers
         ],
         abstained=outcome.abstained,
         abstain_reason=outcome.abstain_reason,
         backend=backend,
+        model=outcome.model,
     )
     timings.finish(response.timings_ms)
     return response

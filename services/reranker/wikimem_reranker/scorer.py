@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,11 @@ class Pair:
 class CrossEncoder:
     def __init__(self, config: RerankerConfig) -> None:
         self.config = config
-        self.session = onnx.session(config.card.onnx, config.threads)
+        # Parallel sub-batches: one ONNX Runtime thread each (session.run is thread-safe).
+        self.session = onnx.session(config.card.onnx, 1 if config.parallel > 1 else config.threads)
+        self._pool = (
+            ThreadPoolExecutor(config.parallel, thread_name_prefix="reranker-row") if config.parallel > 1 else None
+        )
         self.tokenizer = onnx.tokenizer(config.card.tokenizer)
         self.cls = onnx.special_id(self.tokenizer, "[CLS]")
         self.sep = onnx.special_id(self.tokenizer, "[SEP]")
@@ -46,9 +51,20 @@ class CrossEncoder:
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].ids))
         scores = np.empty(len(pairs), dtype=np.float32)
         step = self.config.sub_batch
-        for lo in range(0, len(order), step):
-            rows = order[lo : lo + step]
+
+        def run(rows: list[int]) -> None:
             arrays = onnx.pad_batch([pairs[i].ids for i in rows], [pairs[i].type_ids for i in rows])
             (logits,) = self.session.run(["logits"], onnx.feeds_for(self.session, arrays))
             scores[rows] = np.asarray(logits, dtype=np.float32).reshape(len(rows), -1)[:, 0]
+
+        batches = [order[lo : lo + step] for lo in range(0, len(order), step)]
+        if self._pool is not None and len(batches) > 1:
+            list(self._pool.map(run, batches))
+        else:
+            for rows in batches:
+                run(rows)
         return [float(s) for s in scores]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

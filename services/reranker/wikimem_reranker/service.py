@@ -58,3 +58,4 @@ class Reranker:
 
     def close(self) -> None:
         self.batcher.close()
+        self.encoder.close()

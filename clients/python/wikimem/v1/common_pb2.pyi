@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RetrievalMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RetrievalModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RetrievalMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RETRIEVAL_MODE_UNSPECIFIED: _RetrievalMode.ValueType  # 0
+    """The configured default (WIKIMEM_RETRIEVAL_MODE)."""
+    RETRIEVAL_MODE_DENSE: _RetrievalMode.ValueType  # 1
+    """Cosine similarity of embeddings."""
+    RETRIEVAL_MODE_BM25: _RetrievalMode.ValueType  # 2
+    """BM25 over the chunk text (lowercased, English stopwords removed, Snowball-stemmed terms)."""
+    RETRIEVAL_MODE_HYBRID: _RetrievalMode.ValueType  # 3
+    """Reciprocal-rank fusion of the dense and BM25 rankings."""
+
+class RetrievalMode(_RetrievalMode, metaclass=_RetrievalModeEnumTypeWrapper):
+    """How a search ranks chunks."""
+
+RETRIEVAL_MODE_UNSPECIFIED: RetrievalMode.ValueType  # 0
+"""The configured default (WIKIMEM_RETRIEVAL_MODE)."""
+RETRIEVAL_MODE_DENSE: RetrievalMode.ValueType  # 1
+"""Cosine similarity of embeddings."""
+RETRIEVAL_MODE_BM25: RetrievalMode.ValueType  # 2
+"""BM25 over the chunk text (lowercased, English stopwords removed, Snowball-stemmed terms)."""
+RETRIEVAL_MODE_HYBRID: RetrievalMode.ValueType  # 3
+"""Reciprocal-rank fusion of the dense and BM25 rankings."""
+Global___RetrievalMode: _TypeAlias = RetrievalMode  # noqa: Y015
 
 @_typing.final
 class Vectors(_message.Message):

@@ -117,8 +117,14 @@ class UpsertResponse(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     CHANGED_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     changed: _builtins.bool
     """False when the content, title, source and acl were unchanged (a no-op: nothing re-embedded)."""
+    generation: _builtins.int
+    """The memory generation this write produced (for a no-op: the generation current when it was found unchanged,
+    read while the document was locked, so any later write to it has a larger one). Orders writes to one
+    document across orchestrator replicas (their revision maps only move forward). 0 from older memories.
+    """
     @_builtins.property
     def document(self) -> _common_pb2.Document: ...
     @_builtins.property
@@ -129,10 +135,11 @@ class UpsertResponse(_message.Message):
         document: _common_pb2.Document | None = ...,
         changed: _builtins.bool = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "document", b"document", "timings_ms", b"timings_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "document", b"document", "generation", b"generation", "timings_ms", b"timings_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,8 +198,11 @@ class DeleteResponse(_message.Message):
 
     REVISION_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     """The revision that was deleted."""
+    generation: _builtins.int
+    """The memory generation this delete produced (see UpsertResponse.generation). 0 from older memories."""
     @_builtins.property
     def timings_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     def __init__(
@@ -200,10 +210,11 @@ class DeleteResponse(_message.Message):
         *,
         revision: _builtins.int = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision", "timings_ms", b"timings_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "revision", b"revision", "timings_ms", b"timings_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -217,12 +228,18 @@ class SearchRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     QUERY_TEXT_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
     top_k: _builtins.int
     query_text: _builtins.str
-    """The query text, for lexical / hybrid retrieval where the backend supports it."""
+    """The query text, for bm25 and hybrid retrieval."""
+    mode: _common_pb2.RetrievalMode.ValueType
+    """How to rank. UNSPECIFIED: the memory's WIKIMEM_RETRIEVAL_MODE, or dense when query_text is empty.
+    BM25 on a store made before lexical retrieval existed is FAILED_PRECONDITION; HYBRID there runs dense
+    and says so in SearchResponse.warnings.
+    """
     @_builtins.property
     def query(self) -> _common_pb2.Vectors:
-        """One query vector: shape [1, dim]."""
+        """One query vector: shape [1, dim]. Needed by dense and hybrid retrieval; may be empty for bm25."""
 
     @_builtins.property
     def filter(self) -> _common_pb2.Filter: ...
@@ -233,10 +250,11 @@ class SearchRequest(_message.Message):
         top_k: _builtins.int = ...,
         filter: _common_pb2.Filter | None = ...,
         query_text: _builtins.str = ...,
+        mode: _common_pb2.RetrievalMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "query", b"query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "query", b"query", "query_text", b"query_text", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "mode", b"mode", "query", b"query", "query_text", b"query_text", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -269,22 +287,34 @@ class SearchResponse(_message.Message):
     HITS_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     generation: _builtins.int
     """Monotonic counter of accepted writes in this memory; caches key on it."""
+    mode: _common_pb2.RetrievalMode.ValueType
+    """The mode that ran (the default resolved; DENSE when hybrid had to fall back). Hit scores are cosine
+    similarities (dense), BM25 scores (bm25) or reciprocal-rank-fusion sums (hybrid).
+    """
     @_builtins.property
     def hits(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ScoredChunk]: ...
     @_builtins.property
     def timings_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Degraded operation, e.g. hybrid asked of a store without a lexical index."""
+
     def __init__(
         self,
         *,
         hits: _abc.Iterable[_common_pb2.ScoredChunk] | None = ...,
         generation: _builtins.int = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        mode: _common_pb2.RetrievalMode.ValueType = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "hits", b"hits", "timings_ms", b"timings_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "hits", b"hits", "mode", b"mode", "timings_ms", b"timings_ms", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from wikimem.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CacheSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CacheSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CacheSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CACHE_SOURCE_UNSPECIFIED: _CacheSource.ValueType  # 0
+    """Not reported (an orchestrator that predates this field): see `cached`."""
+    CACHE_SOURCE_NONE: _CacheSource.ValueType  # 1
+    """Computed for this request (embed, search, rerank, read)."""
+    CACHE_SOURCE_EXACT: _CacheSource.ValueType  # 2
+    """The exact answer cache: the same normalised question, options and groups at the same memory generation."""
+    CACHE_SOURCE_QA_MEMORY: _CacheSource.ValueType  # 3
+    """The QA memory: a paraphrase above the similarity threshold whose documents are unchanged."""
+
+class CacheSource(_CacheSource, metaclass=_CacheSourceEnumTypeWrapper):
+    """Where an AskResponse came from."""
+
+CACHE_SOURCE_UNSPECIFIED: CacheSource.ValueType  # 0
+"""Not reported (an orchestrator that predates this field): see `cached`."""
+CACHE_SOURCE_NONE: CacheSource.ValueType  # 1
+"""Computed for this request (embed, search, rerank, read)."""
+CACHE_SOURCE_EXACT: CacheSource.ValueType  # 2
+"""The exact answer cache: the same normalised question, options and groups at the same memory generation."""
+CACHE_SOURCE_QA_MEMORY: CacheSource.ValueType  # 3
+"""The QA memory: a paraphrase above the similarity threshold whose documents are unchanged."""
+Global___CacheSource: _TypeAlias = CacheSource  # noqa: Y015
+
 @_typing.final
 class AskOptions(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -29,6 +58,10 @@ class AskOptions(_message.Message):
     READER_FIELD_NUMBER: _builtins.int
     NO_CACHE_FIELD_NUMBER: _builtins.int
     INCLUDE_PASSAGES_FIELD_NUMBER: _builtins.int
+    NO_QA_MEMORY_FIELD_NUMBER: _builtins.int
+    RETRIEVAL_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    UNSUPPORTED_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     retrieve_k: _builtins.int
     """Chunks retrieved from memory (default 20)."""
@@ -40,6 +73,19 @@ class AskOptions(_message.Message):
     """Skip the answer cache (the query embedding cache is still used)."""
     include_passages: _builtins.bool
     """Return the retrieved passages with their scores."""
+    no_qa_memory: _builtins.bool
+    """Skip the QA memory: do not reuse the answer of a similar earlier question, and do not remember this one
+    (the exact answer cache is still used unless no_cache is set).
+    """
+    retrieval: _common_pb2.RetrievalMode.ValueType
+    """How to retrieve: dense, bm25 or hybrid. UNSPECIFIED = the orchestrator's WIKIMEM_RETRIEVAL_MODE."""
+    max_tokens: _builtins.int
+    """Generative readers only: at most this many answer tokens (0 = the reader's WIKIMEM_LLM_MAX_TOKENS)."""
+    unsupported: _builtins.str
+    """Generative readers only: what happens to answer sentences that no passage supports: "drop" removes them
+    from `answer`, "flag" keeps them (AnswerSentence.verified = false). "" = the orchestrator's
+    WIKIMEM_VERIFY_UNSUPPORTED (default "drop"). An answer with no supported sentence abstains either way.
+    """
     def __init__(
         self,
         *,
@@ -49,10 +95,14 @@ class AskOptions(_message.Message):
         reader: _builtins.str = ...,
         no_cache: _builtins.bool = ...,
         include_passages: _builtins.bool = ...,
+        no_qa_memory: _builtins.bool = ...,
+        retrieval: _common_pb2.RetrievalMode.ValueType = ...,
+        max_tokens: _builtins.int = ...,
+        unsupported: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "include_passages", b"include_passages", "no_cache", b"no_cache", "read_k", b"read_k", "reader", b"reader", "retrieve_k", b"retrieve_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "include_passages", b"include_passages", "max_tokens", b"max_tokens", "no_cache", b"no_cache", "no_qa_memory", b"no_qa_memory", "read_k", b"read_k", "reader", b"reader", "retrieval", b"retrieval", "retrieve_k", b"retrieve_k", "unsupported", b"unsupported"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -116,6 +166,14 @@ class AskResponse(_message.Message):
     PASSAGES_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    RETRIEVAL_FIELD_NUMBER: _builtins.int
+    CACHE_SOURCE_FIELD_NUMBER: _builtins.int
+    QA_SIMILARITY_FIELD_NUMBER: _builtins.int
+    QA_MATCHED_QUESTION_FIELD_NUMBER: _builtins.int
+    SENTENCES_FIELD_NUMBER: _builtins.int
+    READER_FIELD_NUMBER: _builtins.int
+    READER_MODEL_FIELD_NUMBER: _builtins.int
+    GENERATED_FIELD_NUMBER: _builtins.int
     answer: _builtins.str
     """The answer with white space folded (wiki text is often hard-wrapped); the exact span is in citations[0]
     (answer_start, answer_end). On abstention, a short "I don't know" sentence.
@@ -129,6 +187,24 @@ class AskResponse(_message.Message):
     """False when the reranker was unavailable and the vector order was used instead."""
     generation: _builtins.int
     """Memory generation the answer was computed at."""
+    retrieval: _common_pb2.RetrievalMode.ValueType
+    """The retrieval mode that ran (DENSE when hybrid fell back on a store without a lexical index)."""
+    cache_source: Global___CacheSource.ValueType
+    """Where the answer came from: computed now, the exact answer cache, or the QA memory (a similar earlier
+    question whose answer is still what its documents say). `cached` is true for the last two.
+    """
+    qa_similarity: _builtins.float
+    """QA memory hits only: cosine similarity between this question and the matched question (0 otherwise)."""
+    qa_matched_question: _builtins.str
+    """QA memory hits only: the earlier question whose answer was reused ("" otherwise)."""
+    reader: _builtins.str
+    """The reader backend that answered: "extractive", "local-llm" or "openai"."""
+    reader_model: _builtins.str
+    """The generative model that wrote the answer (GGUF name or the server's model id); "" for extractive."""
+    generated: _builtins.str
+    """Generative readers only: the model's whole text before verification (may hold dropped, unsupported
+    sentences; for inspection, not for display as an answer).
+    """
     @_builtins.property
     def citations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Citation]: ...
     @_builtins.property
@@ -139,6 +215,12 @@ class AskResponse(_message.Message):
     def passages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ScoredChunk]: ...
     @_builtins.property
     def timings_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def sentences(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnswerSentence]:
+        """The answer sentence by sentence: whether a passage span supports it and which citations do. Generative
+        answers are checked here, outside the model; an extractive answer is one verified sentence.
+        """
+
     def __init__(
         self,
         *,
@@ -153,14 +235,74 @@ class AskResponse(_message.Message):
         passages: _abc.Iterable[_common_pb2.ScoredChunk] | None = ...,
         generation: _builtins.int = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        retrieval: _common_pb2.RetrievalMode.ValueType = ...,
+        cache_source: Global___CacheSource.ValueType = ...,
+        qa_similarity: _builtins.float = ...,
+        qa_matched_question: _builtins.str = ...,
+        sentences: _abc.Iterable[Global___AnswerSentence] | None = ...,
+        reader: _builtins.str = ...,
+        reader_model: _builtins.str = ...,
+        generated: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abstain_reason", b"abstain_reason", "abstained", b"abstained", "answer", b"answer", "cached", b"cached", "citations", b"citations", "generation", b"generation", "passages", b"passages", "reranked", b"reranked", "score", b"score", "timings_ms", b"timings_ms", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abstain_reason", b"abstain_reason", "abstained", b"abstained", "answer", b"answer", "cache_source", b"cache_source", "cached", b"cached", "citations", b"citations", "generated", b"generated", "generation", b"generation", "passages", b"passages", "qa_matched_question", b"qa_matched_question", "qa_similarity", b"qa_similarity", "reader", b"reader", "reader_model", b"reader_model", "reranked", b"reranked", "retrieval", b"retrieval", "score", b"score", "sentences", b"sentences", "timings_ms", b"timings_ms", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AskResponse: _TypeAlias = AskResponse  # noqa: Y015
+
+@_typing.final
+class AnswerSentence(_message.Message):
+    """One sentence of an answer and the passage spans that support it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    CITATIONS_FIELD_NUMBER: _builtins.int
+    SUPPORT_FIELD_NUMBER: _builtins.int
+    IN_ANSWER_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    start: _builtins.int
+    """Span of the sentence in AskResponse.generated (generative) or AskResponse.answer (extractive), code points."""
+    end: _builtins.int
+    verified: _builtins.bool
+    """True when a passage span supports it: support >= the threshold and every number and name in the sentence
+    also appears in that span or in the question.
+    """
+    support: _builtins.float
+    """Support of the best span, 0..1 (lexical overlap and embedding similarity combined)."""
+    in_answer: _builtins.bool
+    """Whether the sentence is part of AskResponse.answer (false when dropped as unsupported)."""
+    note: _builtins.str
+    """Why it is not verified ("no passage mentions '1889'", "support 0.31 < 0.55"); "" when verified."""
+    @_builtins.property
+    def citations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Indices into AskResponse.citations of the supporting spans, best first (empty when not verified)."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+        verified: _builtins.bool = ...,
+        citations: _abc.Iterable[_builtins.int] | None = ...,
+        support: _builtins.float = ...,
+        in_answer: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["citations", b"citations", "end", b"end", "in_answer", b"in_answer", "note", b"note", "start", b"start", "support", b"support", "text", b"text", "verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnswerSentence: _TypeAlias = AnswerSentence  # noqa: Y015
 
 @_typing.final
 class AskStreamRequest(_message.Message):
@@ -304,7 +446,10 @@ class PutDocumentResponse(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     CHANGED_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     changed: _builtins.bool
+    generation: _builtins.int
+    """The memory generation this write produced (memory UpsertResponse.generation); 0 if memory did not say."""
     @_builtins.property
     def document(self) -> _common_pb2.Document: ...
     @_builtins.property
@@ -315,10 +460,11 @@ class PutDocumentResponse(_message.Message):
         document: _common_pb2.Document | None = ...,
         changed: _builtins.bool = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "document", b"document", "timings_ms", b"timings_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "document", b"document", "generation", b"generation", "timings_ms", b"timings_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -377,7 +523,10 @@ class DeleteDocumentResponse(_message.Message):
 
     REVISION_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
+    generation: _builtins.int
+    """The memory generation this delete produced (memory DeleteResponse.generation); 0 if memory did not say."""
     @_builtins.property
     def timings_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     def __init__(
@@ -385,10 +534,11 @@ class DeleteDocumentResponse(_message.Message):
         *,
         revision: _builtins.int = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision", "timings_ms", b"timings_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "revision", b"revision", "timings_ms", b"timings_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wikimem/v1/reader.proto\x12\nwikimem.v1\"6\n\x0bReadPassage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\"m\n\x0bReadOptions\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bmax_answers\x18\x02 \x01(\r\x12 \n\x13no_answer_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x16\n\x14_no_answer_threshold\"t\n\x0bReadRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12)\n\x08passages\x18\x02 \x03(\x0b\x32\x17.wikimem.v1.ReadPassage\x12(\n\x07options\x18\x03 \x01(\x0b\x32\x17.wikimem.v1.ReadOptions\"\\\n\nReadAnswer\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rpassage_index\x18\x03 \x01(\r\x12\r\n\x05start\x18\x04 \x01(\r\x12\x0b\n\x03\x65nd\x18\x05 \x01(\r\"\xe2\x01\n\x0cReadResponse\x12\'\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x16.wikimem.v1.ReadAnswer\x12\x11\n\tabstained\x18\x02 \x01(\x08\x12\x16\n\x0e\x61\x62stain_reason\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12;\n\ntimings_ms\x18\x05 \x03(\x0b\x32\'.wikimem.v1.ReadResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"z\n\x11ReadStreamRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12)\n\x08passages\x18\x02 \x03(\x0b\x32\x17.wikimem.v1.ReadPassage\x12(\n\x07options\x18\x03 \x01(\x0b\x32\x17.wikimem.v1.ReadOptions\"Z\n\x12ReadStreamResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.wikimem.v1.ReadResponseH\x00\x42\x07\n\x05\x65vent2\x92\x01\n\x06Reader\x12\x39\n\x04Read\x12\x17.wikimem.v1.ReadRequest\x1a\x18.wikimem.v1.ReadResponse\x12M\n\nReadStream\x12\x1d.wikimem.v1.ReadStreamRequest\x1a\x1e.wikimem.v1.ReadStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wikimem/v1/reader.proto\x12\nwikimem.v1\"6\n\x0bReadPassage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\"\x81\x01\n\x0bReadOptions\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x13\n\x0bmax_answers\x18\x02 \x01(\r\x12 \n\x13no_answer_threshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x04 \x01(\rB\x16\n\x14_no_answer_threshold\"t\n\x0bReadRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12)\n\x08passages\x18\x02 \x03(\x0b\x32\x17.wikimem.v1.ReadPassage\x12(\n\x07options\x18\x03 \x01(\x0b\x32\x17.wikimem.v1.ReadOptions\"o\n\nReadAnswer\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x15\n\rpassage_index\x18\x03 \x01(\r\x12\r\n\x05start\x18\x04 \x01(\r\x12\x0b\n\x03\x65nd\x18\x05 \x01(\r\x12\x11\n\tgenerated\x18\x06 \x01(\x08\"\xf1\x01\n\x0cReadResponse\x12\'\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x16.wikimem.v1.ReadAnswer\x12\x11\n\tabstained\x18\x02 \x01(\x08\x12\x16\n\x0e\x61\x62stain_reason\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12;\n\ntimings_ms\x18\x05 \x03(\x0b\x32\'.wikimem.v1.ReadResponse.TimingsMsEntry\x12\r\n\x05model\x18\x06 \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"z\n\x11ReadStreamRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12)\n\x08passages\x18\x02 \x03(\x0b\x32\x17.wikimem.v1.ReadPassage\x12(\n\x07options\x18\x03 \x01(\x0b\x32\x17.wikimem.v1.ReadOptions\"Z\n\x12ReadStreamResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x18.wikimem.v1.ReadResponseH\x00\x42\x07\n\x05\x65vent2\x92\x01\n\x06Reader\x12\x39\n\x04Read\x12\x17.wikimem.v1.ReadRequest\x1a\x18.wikimem.v1.ReadResponse\x12M\n\nReadStream\x12\x1d.wikimem.v1.ReadStreamRequest\x1a\x1e.wikimem.v1.ReadStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READRESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
   _globals['_READPASSAGE']._serialized_start=39
   _globals['_READPASSAGE']._serialized_end=93
-  _globals['_READOPTIONS']._serialized_start=95
-  _globals['_READOPTIONS']._serialized_end=204
-  _globals['_READREQUEST']._serialized_start=206
-  _globals['_READREQUEST']._serialized_end=322
-  _globals['_READANSWER']._serialized_start=324
-  _globals['_READANSWER']._serialized_end=416
-  _globals['_READRESPONSE']._serialized_start=419
-  _globals['_READRESPONSE']._serialized_end=645
-  _globals['_READRESPONSE_TIMINGSMSENTRY']._serialized_start=597
-  _globals['_READRESPONSE_TIMINGSMSENTRY']._serialized_end=645
-  _globals['_READSTREAMREQUEST']._serialized_start=647
-  _globals['_READSTREAMREQUEST']._serialized_end=769
-  _globals['_READSTREAMRESPONSE']._serialized_start=771
-  _globals['_READSTREAMRESPONSE']._serialized_end=861
-  _globals['_READER']._serialized_start=864
-  _globals['_READER']._serialized_end=1010
+  _globals['_READOPTIONS']._serialized_start=96
+  _globals['_READOPTIONS']._serialized_end=225
+  _globals['_READREQUEST']._serialized_start=227
+  _globals['_READREQUEST']._serialized_end=343
+  _globals['_READANSWER']._serialized_start=345
+  _globals['_READANSWER']._serialized_end=456
+  _globals['_READRESPONSE']._serialized_start=459
+  _globals['_READRESPONSE']._serialized_end=700
+  _globals['_READRESPONSE_TIMINGSMSENTRY']._serialized_start=652
+  _globals['_READRESPONSE_TIMINGSMSENTRY']._serialized_end=700
+  _globals['_READSTREAMREQUEST']._serialized_start=702
+  _globals['_READSTREAMREQUEST']._serialized_end=824
+  _globals['_READSTREAMRESPONSE']._serialized_start=826
+  _globals['_READSTREAMRESPONSE']._serialized_end=916
+  _globals['_READER']._serialized_start=919
+  _globals['_READER']._serialized_end=1065
 # @@protoc_insertion_point(module_scope)

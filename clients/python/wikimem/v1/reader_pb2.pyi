@@ -51,22 +51,26 @@ class ReadOptions(_message.Message):
     BACKEND_FIELD_NUMBER: _builtins.int
     MAX_ANSWERS_FIELD_NUMBER: _builtins.int
     NO_ANSWER_THRESHOLD_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
     backend: _builtins.str
     """"" = the configured default ("extractive")."""
     max_answers: _builtins.int
     """At most this many alternative answers (default 1)."""
     no_answer_threshold: _builtins.float
     """Overrides the calibrated no-answer threshold when set."""
+    max_tokens: _builtins.int
+    """Generative backends only: at most this many answer tokens (0 = WIKIMEM_LLM_MAX_TOKENS)."""
     def __init__(
         self,
         *,
         backend: _builtins.str = ...,
         max_answers: _builtins.int = ...,
         no_answer_threshold: _builtins.float | None = ...,
+        max_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_no_answer_threshold", b"_no_answer_threshold", "no_answer_threshold", b"no_answer_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_no_answer_threshold", b"_no_answer_threshold", "backend", b"backend", "max_answers", b"max_answers", "no_answer_threshold", b"no_answer_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_no_answer_threshold", b"_no_answer_threshold", "backend", b"backend", "max_answers", b"max_answers", "max_tokens", b"max_tokens", "no_answer_threshold", b"no_answer_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__no_answer_threshold: _TypeAlias = _typing.Literal["no_answer_threshold"]  # noqa: Y015
     _WhichOneofArgType__no_answer_threshold: _TypeAlias = _typing.Literal["_no_answer_threshold", b"_no_answer_threshold"]  # noqa: Y015
@@ -110,6 +114,7 @@ class ReadAnswer(_message.Message):
     PASSAGE_INDEX_FIELD_NUMBER: _builtins.int
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    GENERATED_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     score: _builtins.float
     """Answer score minus the no-answer score (> threshold means answer)."""
@@ -117,6 +122,10 @@ class ReadAnswer(_message.Message):
     start: _builtins.int
     """Character span of the answer inside passages[passage_index].text: text == passage[start:end]."""
     end: _builtins.int
+    generated: _builtins.bool
+    """True when a generative backend wrote `text` in its own words: it is not a span, passage_index, start and end
+    are 0, and `score` is 0. The caller links its sentences to the passages (the orchestrator verifies them).
+    """
     def __init__(
         self,
         *,
@@ -125,10 +134,11 @@ class ReadAnswer(_message.Message):
         passage_index: _builtins.int = ...,
         start: _builtins.int = ...,
         end: _builtins.int = ...,
+        generated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "passage_index", b"passage_index", "score", b"score", "start", b"start", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "generated", b"generated", "passage_index", b"passage_index", "score", b"score", "start", b"start", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,10 +173,13 @@ class ReadResponse(_message.Message):
     ABSTAIN_REASON_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     abstained: _builtins.bool
     abstain_reason: _builtins.str
     """Why, when abstained: "no passages", "no supported answer (score -3.1 < threshold 0.5)", ..."""
     backend: _builtins.str
+    model: _builtins.str
+    """The generative model that answered (GGUF name or the server's model id); "" for extractive."""
     @_builtins.property
     def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReadAnswer]:
         """Best first; empty when abstained."""
@@ -181,10 +194,11 @@ class ReadResponse(_message.Message):
         abstain_reason: _builtins.str = ...,
         backend: _builtins.str = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abstain_reason", b"abstain_reason", "abstained", b"abstained", "answers", b"answers", "backend", b"backend", "timings_ms", b"timings_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abstain_reason", b"abstain_reason", "abstained", b"abstained", "answers", b"answers", "backend", b"backend", "model", b"model", "timings_ms", b"timings_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,5 +1,9 @@
 """The storage contract of the memory: a vector collection of chunk points plus a document registry.
 
+Each chunk point holds its dense embedding and, in stores made since lexical retrieval exists, a sparse BM25
+vector (`LEXICAL_VECTOR`, see lexical.py) in the same point, so both indexes are written, replaced and deleted
+together and both searches take the same filter.
+
 Two backends implement it (`edge`: embedded qdrant-edge-py + sqlite registry; `qdrant`: a Qdrant server through
 qdrant-client, registry as a second collection). The service layer above only talks to these protocols, and one
 conformance suite (tests/memory/test_store_conformance.py) runs the same behaviour against both.
@@ -25,6 +29,16 @@ ID_NAMESPACE = uuid.UUID("6f1f7c52-4e53-4b8e-9a53-2f1c3a6b9d10")
 #: Payload fields that get an index (keyword unless listed in INTEGER_FIELDS).
 KEYWORD_FIELDS = ("collection", "doc_id", "read")
 INTEGER_FIELDS = ("revision",)
+
+#: Name of the sparse BM25 vector in each chunk point (term weights; the engine applies IDF at query time).
+LEXICAL_VECTOR = "bm25"
+
+#: Logged and returned when a store made before lexical retrieval is asked for it.
+NO_LEXICAL_INDEX = (
+    "this memory's data was created before lexical (BM25) retrieval existed and has no lexical index; "
+    "re-ingest the documents into a fresh store (a new WIKIMEM_DATA directory, or a new WIKIMEM_QDRANT_PREFIX) "
+    "to enable bm25 and hybrid retrieval"
+)
 
 
 def chunk_point_id(collection: str, doc_id: str, revision: int, ordinal: int) -> str:
@@ -57,11 +71,36 @@ class PointFilter:
     exclude_revision: int | None = None
 
 
+@dataclass(frozen=True)
+class SparseVector:
+    """Sorted unique dimensions and their values."""
+
+    indices: list[int]
+    values: list[float]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 @dataclass
 class ChunkPoint:
     id: str
     vector: npt.NDArray[np.float32]
     payload: dict[str, Any]
+    #: BM25 term weights; ignored by a store without a lexical index.
+    sparse: SparseVector | None = None
+
+
+def point_of_record(point_id: Any, vectors: Any, payload: dict[str, Any] | None) -> ChunkPoint:
+    """A ChunkPoint from an engine's record: `vectors` is None (not fetched: an empty dense vector), the dense
+    list (a dense-only store), or {"": dense, LEXICAL_VECTOR: sparse}."""
+    sparse = None
+    if isinstance(vectors, dict):
+        raw = vectors.get(LEXICAL_VECTOR)
+        sparse = SparseVector(list(raw.indices), [float(v) for v in raw.values]) if raw is not None else None
+        vectors = vectors.get("")
+    dense = np.asarray(vectors if vectors is not None else [], dtype=np.float32)
+    return ChunkPoint(id=str(point_id), vector=dense, payload=dict(payload or {}), sparse=sparse)
 
 
 @dataclass
@@ -123,10 +162,12 @@ class DocRecord:
 
 
 class VectorStore(Protocol):
-    """A collection of chunk points (cosine similarity)."""
+    """A collection of chunk points (cosine similarity), each with an optional sparse BM25 vector."""
 
     backend: str
     dim: int
+    #: Whether the store has the sparse BM25 vector (False for data made before lexical retrieval existed).
+    lexical: bool
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None: ...
 
@@ -136,6 +177,23 @@ class VectorStore(Protocol):
 
     def search(self, vector: npt.NDArray[np.float32], limit: int, flt: PointFilter) -> list[Hit]:
         """Nearest points by cosine similarity, best first, restricted by the filter inside the search."""
+        ...
+
+    def search_lexical(self, query: SparseVector, limit: int, flt: PointFilter, idf_corpus: PointFilter) -> list[Hit]:
+        """Points by BM25 (sparse dot product with IDF from the points matching `idf_corpus`), best first, only
+        points with a positive score, restricted by `flt` inside the search. Needs `lexical`."""
+        ...
+
+    def search_hybrid(
+        self,
+        vector: npt.NDArray[np.float32],
+        query: SparseVector,
+        limit: int,
+        flt: PointFilter,
+        idf_corpus: PointFilter,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """`search` and `search_lexical` as one engine call (one batch: both lists see the same moment as nearly
+        as the engine allows, and it costs one round trip). Needs `lexical`."""
         ...
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[ChunkPoint]:

@@ -3,10 +3,14 @@
 The registry lives in Qdrant too (a second, vectorless collection with one point per document whose payload
 holds the metadata and the full text, plus one point holding the generation), so several memory replicas can
 share one Qdrant. Tests use `QdrantClient(":memory:")`, which speaks the same API in-process.
+
+Chunk points carry the dense vector (unnamed) and the sparse BM25 vector `bm25` (IDF modifier); a collection made
+before lexical retrieval existed is used dense-only (`lexical=False`, a warning in the log).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 import warnings
@@ -19,20 +23,27 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from wikimem_common.config import ConfigError
+from wikimem_common.errors import FailedPrecondition
 
 from .base import (
     ID_NAMESPACE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    LEXICAL_VECTOR,
+    NO_LEXICAL_INDEX,
     PUBLIC,
     ChunkPoint,
     DocRecord,
     Hit,
     PointFilter,
+    SparseVector,
     next_generation,
+    point_of_record,
     read_list,
     registry_point_id,
 )
+
+log = logging.getLogger("wikimem.memory.qdrant")
 
 _GENERATION_ID = str(uuid.uuid5(ID_NAMESPACE, "meta\x00generation"))
 
@@ -97,6 +108,12 @@ def _ensure_indexes(client: QdrantClient, name: str, keywords: Sequence[str], in
             client.create_payload_index(name, key, field_schema=qm.PayloadSchemaType.INTEGER)
 
 
+def _hits(points: list[Any]) -> list[Hit]:
+    """Best first; equal scores by id, so both backends order ties alike."""
+    hits = [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+    return sorted(hits, key=lambda h: (-h.score, h.id))
+
+
 class QdrantVectorStore:
     backend = "qdrant"
 
@@ -104,26 +121,38 @@ class QdrantVectorStore:
         self._client = client
         self.name = collection
         self.dim = dim
+        self.lexical = True
         if client.collection_exists(collection):
-            params = client.get_collection(collection).config.params.vectors
-            size = getattr(params, "size", None)
+            params = client.get_collection(collection).config.params
+            size = getattr(params.vectors, "size", None)
             if size != dim:
                 raise ConfigError(f"Qdrant collection {collection!r} holds {size}-d vectors; the memory needs {dim}-d")
+            if LEXICAL_VECTOR not in (params.sparse_vectors or {}):
+                self.lexical = False  # made before lexical retrieval existed: dense only
+                log.warning(NO_LEXICAL_INDEX, extra={"collection": collection})
         else:
-            client.create_collection(collection, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE))
+            client.create_collection(
+                collection,
+                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
+                sparse_vectors_config={LEXICAL_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            )
             _ensure_indexes(client, collection, KEYWORD_FIELDS, INTEGER_FIELDS)
+
+    def _to_point(self, p: ChunkPoint) -> qm.PointStruct:
+        dense = np.asarray(p.vector, dtype=np.float32).tolist()
+        if not self.lexical:
+            return qm.PointStruct(id=p.id, vector=dense, payload=p.payload)
+        sparse = p.sparse or SparseVector([], [])
+        vector: dict[str, Any] = {
+            "": dense,
+            LEXICAL_VECTOR: qm.SparseVector(indices=list(sparse.indices), values=list(sparse.values)),
+        }
+        return qm.PointStruct(id=p.id, vector=vector, payload=p.payload)
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
         if not points:
             return
-        self._client.upsert(
-            self.name,
-            points=[
-                qm.PointStruct(id=p.id, vector=np.asarray(p.vector, dtype=np.float32).tolist(), payload=p.payload)
-                for p in points
-            ],
-            wait=True,
-        )
+        self._client.upsert(self.name, points=[self._to_point(p) for p in points], wait=True)
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         if ids:
@@ -135,20 +164,56 @@ class QdrantVectorStore:
             raise ValueError("refusing to delete every point: give a filter")
         self._client.delete(self.name, points_selector=qm.FilterSelector(filter=f), wait=True)
 
-    def search(self, vector: npt.NDArray[np.float32], limit: int, flt: PointFilter) -> list[Hit]:
-        result = self._client.query_points(
-            self.name,
+    def _dense_request(self, vector: npt.NDArray[np.float32], limit: int, flt: PointFilter) -> qm.QueryRequest:
+        return qm.QueryRequest(
             query=np.asarray(vector, dtype=np.float32).tolist(),
             limit=limit,
-            query_filter=qdrant_filter(flt),
+            filter=qdrant_filter(flt),
             with_payload=True,
         )
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
+
+    def _lexical_request(
+        self, query: SparseVector, limit: int, flt: PointFilter, idf_corpus: PointFilter
+    ) -> qm.QueryRequest:
+        if not self.lexical:
+            raise FailedPrecondition(NO_LEXICAL_INDEX)
+        corpus = qdrant_filter(idf_corpus)
+        return qm.QueryRequest(
+            query=qm.SparseVector(indices=list(query.indices), values=list(query.values)),
+            using=LEXICAL_VECTOR,
+            limit=limit,
+            filter=qdrant_filter(flt),
+            params=qm.SearchParams(idf=qm.IdfCorpusParams(corpus=corpus) if corpus else qm.IdfScope.GLOBAL),
+            with_payload=True,
+        )
+
+    def _batch(self, requests: list[qm.QueryRequest]) -> list[list[Hit]]:
+        return [_hits(r.points) for r in self._client.query_batch_points(self.name, requests=requests)]
+
+    def search(self, vector: npt.NDArray[np.float32], limit: int, flt: PointFilter) -> list[Hit]:
+        return self._batch([self._dense_request(vector, limit, flt)])[0]
+
+    def search_lexical(self, query: SparseVector, limit: int, flt: PointFilter, idf_corpus: PointFilter) -> list[Hit]:
+        request = self._lexical_request(query, limit, flt, idf_corpus)
+        return self._batch([request])[0] if query.indices else []
+
+    def search_hybrid(
+        self,
+        vector: npt.NDArray[np.float32],
+        query: SparseVector,
+        limit: int,
+        flt: PointFilter,
+        idf_corpus: PointFilter,
+    ) -> tuple[list[Hit], list[Hit]]:
+        requests = [self._dense_request(vector, limit, flt), self._lexical_request(query, limit, flt, idf_corpus)]
+        if not query.indices:
+            return self.search(vector, limit, flt), []
+        dense, sparse = self._batch(requests)
+        return dense, sparse
 
     @staticmethod
     def _point(record: Any, with_vectors: bool) -> ChunkPoint:
-        vector = np.asarray(record.vector, dtype=np.float32) if with_vectors else np.zeros(0, dtype=np.float32)
-        return ChunkPoint(id=str(record.id), vector=vector, payload=dict(record.payload or {}))
+        return point_of_record(record.id, record.vector if with_vectors else None, record.payload)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[ChunkPoint]:
         if not ids:
