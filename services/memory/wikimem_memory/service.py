@@ -357,6 +357,7 @@ class MemoryService:
                     lambda n: list(self.store.search_hybrid(vector, terms, n, flt, corpus)),
                     depth,
                     timings,
+                    slack=16,
                 )
                 with timings.stage("fuse"):
                     hits = fuse(dense, sparse, self.config)
@@ -381,13 +382,14 @@ class MemoryService:
         return mode, []
 
     def _current(
-        self, stage: str, search: Callable[[int], list[list[Hit]]], k: int, timings: Timings
+        self, stage: str, search: Callable[[int], list[list[Hit]]], k: int, timings: Timings, slack: int | None = None
     ) -> list[list[ScoredChunk]]:
         """The best `k` hits of current revisions of each list `search(limit)` returns: over-fetches, and searches
         again deeper while stale hits (an old revision mid-replace, orphans) pushed current ones out. All lists of
         one attempt are checked against one registry read, so a document's hits in them come from one revision
-        even while it is being replaced (hybrid fuses the lists afterwards)."""
-        fetch = k + max(16, k)
+        even while it is being replaced (hybrid fuses the lists afterwards). `slack`: extra hits fetched at first
+        (default max(16, k)); hybrid's deep candidate lists take fewer, stale hits being rare."""
+        fetch = k + (max(16, k) if slack is None else slack)
         kept: list[list[ScoredChunk]] = []
         for _attempt in range(6):
             with timings.stage(stage):
