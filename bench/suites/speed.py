@@ -199,7 +199,7 @@ def run(ctx: Context) -> SuiteResult:
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
-    n_texts = 32 if ctx.quick else 384
+    n_texts = 32 if ctx.quick else 256
     n_questions = 2 if ctx.quick else 16
     rounds = 2 if ctx.quick else 3
     texts = _chunk_texts(ctx, n_texts)
