@@ -80,7 +80,14 @@ def load_average() -> float:
 
 def load_note(at_start: float) -> str:
     """What else the machine was doing: its load average at the start and end of a suite, against its cores."""
+    at_end = load_average()
+    cores = os.cpu_count() or 1
+    verdict = (
+        "above the core count, other jobs were competing and timings are inflated"
+        if max(at_start, at_end) > cores
+        else "within the core count (the benchmark's own processes count too)"
+    )
     return (
-        f"machine load (1-min load average) {at_start:.1f} at the start, {load_average():.1f} at the end, on "
-        f"{os.cpu_count()} cores — above the core count, other jobs were competing and timings are inflated"
+        f"machine load (1-min load average) {at_start:.1f} at the start, {at_end:.1f} at the end, on "
+        f"{cores} cores — {verdict}"
     )
