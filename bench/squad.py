@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import random
 import re
@@ -27,26 +26,12 @@ from pathlib import Path
 from bench.common import ROOT, Context
 from bench.peers import Peers, parallel_map, system_with_peers
 from wikimem.v1 import memory_pb2
+from wikimem_train.data import Passage, Question, load_split, load_squad
 
 SPLIT = ROOT / "models" / "data" / "squad_split.json"
 QUICK_DISTRACTORS = 120
 QUICK_READING = 25
 QUICK_SWAPS = 15
-
-
-@dataclass(frozen=True)
-class Passage:
-    pid: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Question:
-    qid: str
-    question: str
-    answers: tuple[str, ...]
-    gold: str
 
 
 @dataclass(frozen=True)
@@ -58,24 +43,16 @@ class Squad:
 
 @cache
 def _load(root: Path) -> Squad:
-    passages: dict[str, Passage] = {}
-    with (root / "passages-v1.1.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            passages[row["passage_id"]] = Passage(row["passage_id"], row["title"], row["text"])
-    heldout_titles = set(json.loads(SPLIT.read_text())["heldout"])
-    heldout: list[Question] = []
-    with (root / "questions-v1.1.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            gold = row["gold_passage_id"]
-            if passages[gold].title in heldout_titles:
-                heldout.append(Question(row["id"], row["question"], tuple(row["answers"]), gold))
-    return Squad(passages, heldout)
+    """The paragraphs and the held-out questions, read by the training package's loader (one reader of the split)."""
+    passages, questions = load_squad(root)
+    by_id = {p.pid: p for p in passages}
+    heldout_titles = set(load_split(SPLIT)["heldout"])
+    heldout = [q for q in questions if by_id[q.gold].title in heldout_titles]
+    return Squad(by_id, heldout)
 
 
 def load(ctx: Context) -> Squad:
-    return _load(ctx.dataset("squad-v1.1-dev"))
+    return _load(ctx.dataset("squad-v1.1-dev").parent)
 
 
 # ----------------------------------------------------------------------------------------- SQuAD scoring
