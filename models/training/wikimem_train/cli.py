@@ -1,5 +1,5 @@
 """`python -m wikimem_train <command>`: prepare | train | export | eval | ship | smoke | device-run | synth |
-reader-job."""
+reader-job | export-embedder."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ USAGE = """usage: python -m wikimem_train <command> [args]
   smoke                        tiny end-to-end check on CPU (CI)
   device-run                   the one-shot GPU job (--data .devcarry --out DIR)
   synth                        synthetic cloze QA for reader pre-training -> .devcarry/data/synthetic.jsonl.gz
-  reader-job                   the reader's GPU job: pre-training, variants, distillation (--data .devcarry)"""
+  reader-job                   the reader's GPU job: pre-training, variants, distillation (--data .devcarry)
+  export-embedder              all-MiniLM-L6-v2 -> dynamic int8 ONNX in models/embedder/ [--out DIR]"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         from .synthetic import main as run
     elif cmd == "reader-job":
         from .reader_job import main as run
+    elif cmd == "export-embedder":
+        from .embedder_export import main as run
     elif cmd == "smoke":
         from .smoke import main as run
     elif cmd in ("train", "export", "eval", "ship"):

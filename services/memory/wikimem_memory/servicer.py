@@ -107,7 +107,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
         # An empty query (no shape) is allowed: bm25 does not need the vector, the core checks the others.
         query = vectors.from_proto(request.query) if request.query.shape or request.query.data else None
         result = self.core.search(
-            SearchQuery(query, request.query_text, mode_name(request.mode)),
+            SearchQuery(query, request.query_text, mode_name(request.mode), request.embedding_model),
             request.top_k,
             request.filter.collection,
             list(request.filter.groups),
@@ -156,4 +156,5 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
             backend=s["backend"],
             dim=s["dim"],
             documents_per_collection=s["documents_per_collection"],
+            embedding_model=s["embedding_model"],
         )

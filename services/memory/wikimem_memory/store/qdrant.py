@@ -1,8 +1,9 @@
 """A Qdrant server (through qdrant-client) as the vector store and the registry.
 
 The registry lives in Qdrant too (a second, vectorless collection with one point per document whose payload
-holds the metadata and the full text, plus one point holding the generation), so several memory replicas can
-share one Qdrant. Tests use `QdrantClient(":memory:")`, which speaks the same API in-process.
+holds the metadata and the full text, plus meta points holding the generation and the embedding model), so
+several memory replicas can share one Qdrant. Tests use `QdrantClient(":memory:")`, which speaks the same API
+in-process.
 
 Chunk points carry the dense vector (unnamed) and the sparse BM25 vector `bm25` (IDF modifier); a collection made
 before lexical retrieval existed is used dense-only (`lexical=False`, a warning in the log).
@@ -29,6 +30,8 @@ from .base import (
     ID_NAMESPACE,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    LEGACY_EMBEDDING_MODEL,
+    LEGACY_EMBEDDING_MODEL_ADOPTED,
     LEXICAL_VECTOR,
     NO_LEXICAL_INDEX,
     PUBLIC,
@@ -46,6 +49,7 @@ from .base import (
 log = logging.getLogger("wikimem.memory.qdrant")
 
 _GENERATION_ID = str(uuid.uuid5(ID_NAMESPACE, "meta\x00generation"))
+_EMBEDDING_MODEL_ID = str(uuid.uuid5(ID_NAMESPACE, "meta\x00embedding_model"))
 
 
 def _tombstone_id(collection: str, doc_id: str) -> str:
@@ -243,9 +247,19 @@ class QdrantRegistry:
     def __init__(self, client: QdrantClient, collection: str) -> None:
         self._client = client
         self.name = collection
+        #: Cached once recorded (it never changes then); "" is read again, another replica may record it.
+        self._embedding_model = ""
         if not client.collection_exists(collection):
             client.create_collection(collection, vectors_config={})
             _ensure_indexes(client, collection, ("kind", "collection", "doc_id", "read"), ())
+        elif not self.embedding_model() and self._has_documents():
+            log.warning(LEGACY_EMBEDDING_MODEL_ADOPTED, extra={"collection": collection})
+            self.record_embedding_model(LEGACY_EMBEDDING_MODEL)
+
+    def _has_documents(self) -> bool:
+        doc_filter = qm.Filter(must=[qm.FieldCondition(key="kind", match=qm.MatchValue(value="doc"))])
+        records, _ = self._client.scroll(self.name, scroll_filter=doc_filter, limit=1, with_payload=False)
+        return bool(records)
 
     def _fetch(
         self, collection: str, doc_id: str, fields: list[str] | qm.PayloadSelectorExclude
@@ -358,6 +372,23 @@ class QdrantRegistry:
                 out[name] = out.get(name, 0) + 1
             if offset is None:
                 return out
+
+    def embedding_model(self) -> str:
+        if not self._embedding_model:
+            records = self._client.retrieve(self.name, ids=[_EMBEDDING_MODEL_ID], with_payload=True)
+            self._embedding_model = str((records[0].payload or {}).get("embedding_model", "")) if records else ""
+        return self._embedding_model
+
+    def record_embedding_model(self, model_id: str) -> str:
+        # Read, write, read back: replicas recording different models at the same moment end up agreeing on the
+        # last write (a narrow race, only on the first write to an empty store; the server has no insert-if-absent).
+        if self.embedding_model():
+            return self._embedding_model
+        payload = {"kind": "meta", "embedding_model": model_id}
+        self._client.upsert(
+            self.name, points=[qm.PointStruct(id=_EMBEDDING_MODEL_ID, vector={}, payload=payload)], wait=True
+        )
+        return self.embedding_model()
 
     def close(self) -> None:
         pass

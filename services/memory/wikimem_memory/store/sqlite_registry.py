@@ -1,18 +1,22 @@
 """The edge backend's document registry: sqlite3 (stdlib, WAL) in the data directory.
 
-Holds each document's current revision, metadata and full text (for GetSource-style context) and the memory's
-write generation. Revisions are mirrored in a dict so the search post-filter never touches sqlite.
+Holds each document's current revision, metadata and full text (for GetSource-style context), the memory's
+write generation and the embedding model of its vectors. Revisions are mirrored in a dict so the search
+post-filter never touches sqlite.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .base import DocRecord, next_generation
+from .base import LEGACY_EMBEDDING_MODEL, LEGACY_EMBEDDING_MODEL_ADOPTED, DocRecord, next_generation
+
+log = logging.getLogger("wikimem.memory.registry")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -30,6 +34,8 @@ CREATE TABLE IF NOT EXISTS tombstones (
     revision INTEGER NOT NULL,
     PRIMARY KEY (collection, doc_id)
 ) WITHOUT ROWID;
+-- Text settings (the embedding model); added later, so older registries get it on open.
+CREATE TABLE IF NOT EXISTS meta_text (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 """
 
@@ -46,6 +52,14 @@ class SqliteRegistry:
             (c, d): int(r) for c, d, r in self._db.execute("SELECT collection, doc_id, revision FROM documents")
         }
         self._generation = int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+        self._embedding_model = self._read_embedding_model()
+        if not self._embedding_model and self._revisions:
+            log.warning(LEGACY_EMBEDDING_MODEL_ADOPTED, extra={"registry": str(path)})
+            self.record_embedding_model(LEGACY_EMBEDDING_MODEL)
+
+    def _read_embedding_model(self) -> str:
+        row = self._db.execute("SELECT value FROM meta_text WHERE key='embedding_model'").fetchone()
+        return str(row[0]) if row else ""
 
     def get(self, collection: str, doc_id: str) -> DocRecord | None:
         with self._lock:
@@ -154,6 +168,18 @@ class SqliteRegistry:
         with self._lock:
             rows = self._db.execute("SELECT collection, COUNT(*) FROM documents GROUP BY collection").fetchall()
         return {str(c): int(n) for c, n in rows}
+
+    def embedding_model(self) -> str:
+        return self._embedding_model
+
+    def record_embedding_model(self, model_id: str) -> str:
+        with self._lock:
+            if not self._embedding_model:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta_text (key, value) VALUES ('embedding_model', ?)", (model_id,)
+                )
+                self._embedding_model = self._read_embedding_model()
+            return self._embedding_model
 
     def close(self) -> None:
         with self._lock:
