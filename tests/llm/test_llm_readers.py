@@ -61,3 +61,33 @@ def test_says_it_does_not_know_when_the_passages_do_not_answer(stub: reader_pb2_
     _, result = stream(stub, backend, "Who designed the glass pyramid of the Louvre?", [LASAGNA, ROME])
     assert result.abstained, [a.text for a in result.answers]
     assert result.abstain_reason == "the model found no answer in the passages"
+
+
+def test_a_llama_build_that_crashes_here_fails_the_backend_not_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe child dies with SIGILL (as a build for another CPU does): local-llm answers FAILED_PRECONDITION
+    with the fix, and the same reader service goes on answering with the extractive backend."""
+    import grpc
+
+    from wikimem_reader import llm_probe, local_llm
+    from wikimem_reader.config import LocalLlmConfig
+    from wikimem_reader.server import create
+
+    from .llm_support import MODEL
+
+    monkeypatch.setattr(llm_probe, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGILL)")
+    monkeypatch.setattr(local_llm, "_probed", {})
+    core = create(ReaderConfig(), local_llm=LocalLlmConfig(model=MODEL))  # extractive default, local-llm on demand
+    handle = wserver.start(registrar(core), "127.0.0.1:0")
+    channel = wserver.channel(handle.address)
+    try:
+        reader = reader_pb2_grpc.ReaderStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stream(reader, "local-llm", "Where is the Eiffel Tower?", [ROME])
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "SIGILL" in (err.value.details() or "") and "make llm" in (err.value.details() or "")
+        _, result = stream(reader, "extractive", "Where is the Eiffel Tower?", [ROME])
+        assert not result.abstained and "Rome" in result.answers[0].text
+    finally:
+        channel.close()
+        handle.stop(grace=0)
+        core.close()

@@ -1,7 +1,8 @@
 """The `local-llm` backend: a GGUF model run in-process by llama-cpp-python (the optional `llm` extra).
 
 The model is loaded on first use (or at start when it is the default backend), after its size and sha256 were
-checked against the pins; a missing extra or file is FAILED_PRECONDITION saying to run `make llm`. llama.cpp
+checked against the pins and llama.cpp was seen to run on this CPU in a child process (llm_probe.py); a missing
+extra or file, or a build that crashes here, is FAILED_PRECONDITION saying to run `make llm`. llama.cpp
 contexts are not thread-safe, so requests take turns (one lock); a cancelled stream stops generating.
 """
 
@@ -15,15 +16,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wikimem_common.config import ConfigError
+from wikimem_common.config import ConfigError, env_bool
 from wikimem_common.errors import FailedPrecondition, InvalidArgument
 
 from .config import LocalLlmConfig
 from .generative import GenerativeReader
 from .llm_models import PROVISION_HINT, check_gguf, resolve_gguf
+from .llm_probe import probe
 from .prompt import Message
 
 log = logging.getLogger("wikimem.reader.local_llm")
+
+
+_probed: dict[Path, str | None] = {}
+_probe_lock = threading.Lock()
+
+
+def _probe_once(path: Path) -> str | None:
+    """llm_probe.probe, once per GGUF per process (a broken build stays broken until the service restarts)."""
+    with _probe_lock:
+        if path not in _probed:
+            t = time.perf_counter()
+            _probed[path] = probe(path)
+            log.info(
+                "llama.cpp probed", extra={"path": str(path), "problem": _probed[path], "s": time.perf_counter() - t}
+            )
+        return _probed[path]
 
 
 def llama_cpp_available() -> bool:
@@ -62,6 +80,10 @@ class LocalLlmReader(GenerativeReader):
                 check_gguf(self.path, self.spec, self.config.gguf_sha256)
             except ConfigError as exc:
                 raise FailedPrecondition(str(exc)) from None
+            if env_bool("WIKIMEM_LLM_PROBE", True):
+                problem = _probe_once(Path(self.path))
+                if problem:
+                    raise FailedPrecondition(f"the local-llm reader cannot run: {problem}")
             threads = self.config.threads or os.cpu_count() or 1
             t = time.perf_counter()
             self._llama = Llama(

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from wikimem_common.config import ConfigError
 
 from .llm_models import ALIASES, MODELS, GgufSpec, check_gguf, llm_dir, sha256_file
+from .llm_probe import probe
 
 CHUNK = 8 << 20
 
@@ -102,11 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in args.models if ALIASES.get(m, m) not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join([*MODELS, *ALIASES])}")
+    out_dir = args.dir or llm_dir()
     try:
-        provision(args.models, args.dir or llm_dir())
+        provision(args.models, out_dir)
     except (ConfigError, subprocess.CalledProcessError) as exc:
         print(f"provision failed: {exc}", file=sys.stderr)
         return 1
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return 0  # the GGUFs only (the extra comes with `make llm`)
+    smallest = min((MODELS[ALIASES.get(m, m)] for m in args.models), key=lambda spec: spec.size)
+    problem = probe(out_dir / smallest.filename)
+    if problem:
+        print(f"provision: {problem}", file=sys.stderr)
+        return 1
+    print(f"llama-cpp-python runs {smallest.name} on this CPU", flush=True)
     return 0
 
 
