@@ -54,6 +54,17 @@ def classify(response: rag_pb2.AskResponse, case: squad.Swap) -> str:
     return "other"
 
 
+def was_correct(response: rag_pb2.AskResponse, answers: list[str]) -> bool:
+    """Before the swap: a span answer by exact match; a generated sentence ("The tower is in Paris.") never
+    matches exactly, so for generative readers it counts when it mentions a reference answer — the rule the
+    after-swap classification uses."""
+    if response.abstained:
+        return False
+    if response.reader and response.reader != "extractive":
+        return any(squad.mentions(response.answer, a) for a in answers)
+    return squad.exact_match(response.answer, answers) > 0
+
+
 def run(ctx: Context) -> SuiteResult:
     data = squad.load(ctx)
     _, n_cases = squad.sample_sizes(ctx)
@@ -64,16 +75,18 @@ def run(ctx: Context) -> SuiteResult:
     options = rag_pb2.AskOptions(include_passages=True, reader=reader)
 
     outcomes: list[Outcome] = []
+    models: Counter[str] = Counter()  # the generative model that answered (AskResponse.reader_model)
     try:
         for case in progress(cases, "swap, ask again, restore", total=len(cases)):
             q = case.question
             before = peers.rag.Ask(rag_pb2.AskRequest(question=q.question, options=options), timeout=600)
-            correct = not before.abstained and squad.exact_match(before.answer, q.answers) > 0
+            correct = was_correct(before, q.answers)
             put = peers.put(case.passage.pid, case.edited, title=squad.document_title(case.passage))
             try:
                 after = peers.rag.Ask(rag_pb2.AskRequest(question=q.question, options=options), timeout=600)
             finally:
                 squad.restore(peers, [case.passage])
+            models[after.reader_model or after.reader] += 1
             read_ids = [p.chunk.doc_id for p in after.passages[:5]]
             cited = after.citations[0] if after.citations else None
             outcomes.append(
@@ -91,6 +104,7 @@ def run(ctx: Context) -> SuiteResult:
 
     figures = summarise(outcomes)
     figures.update(cases=len(outcomes), reader=reader or "configured", paragraphs=system.documents)
+    figures["reader_models"] = dict(models)
     return SuiteResult(
         figures=figures,
         markdown=markdown(figures, outcomes, cases, ctx.quick),
@@ -135,7 +149,8 @@ def markdown(f: dict[str, Any], outcomes: list[Outcome], cases: list[squad.Swap]
     kinds = Counter(c.kind for c in cases)
     lines = [
         f"{f['cases']} swapped paragraphs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}) over "
-        f"{f['paragraphs']} ingested paragraphs{' (quick sample)' if quick else ''}; reader: {f['reader']}. "
+        f"{f['paragraphs']} ingested paragraphs{' (quick sample)' if quick else ''}; reader: {f['reader']} "
+        f"({', '.join(f.get('reader_models') or {}) or '?'}). "
         f"Answered correctly before the swap: {pct(f['correct_before'])}. The edited paragraph was among the 5 "
         f"read in {pct(f['edited_paragraph_read'])} of the cases; the answer cited its new revision in "
         f"{pct(f['cites_new_revision'])}. Of the 'old' answers, {f['old_citing_other_paragraph']} cite another "
