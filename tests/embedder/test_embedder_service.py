@@ -152,3 +152,10 @@ def test_tampered_model_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("WIKIMEM_EMBEDDER_MODEL_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match="the file is corrupt or replaced"):
         SentenceEncoder(EmbedderConfig.from_env())
+
+
+@pytest.mark.parametrize("name", ["WIKIMEM_EMBEDDER_PARALLEL", "WIKIMEM_EMBEDDER_SUB_BATCH"])
+def test_zero_parallelism_or_sub_batch_fails_fast(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(ConfigError, match=f"{name}=0 must be at least 1"):
+        EmbedderConfig.from_env()
