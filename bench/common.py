@@ -113,7 +113,7 @@ def running_system(
 ) -> Iterator[str]:
     """All five services started as `wikimem serve` starts them (child processes unless `in_process`), on a fresh
     data directory; yields the orchestrator address. `env` adds settings (e.g. WIKIMEM_MEMORY_BACKEND)."""
-    from wikimem.serve import InProcessStack, ProcessStack
+    from wikimem_launcher.launcher import InProcessStack, ProcessStack
 
     data_dir = ctx.scratch(f"{name}-data")
     if in_process:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wikimem.v1 import embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem_contract.v1 import embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 
 Handler = Callable[[Any, Any], Any]
 

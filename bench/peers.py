@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 
 from bench.common import Context, progress, running_system
-from wikimem.v1 import (
+from wikimem_contract.v1 import (
     common_pb2,
     embedder_pb2,
     embedder_pb2_grpc,

@@ -31,7 +31,7 @@ def service_process(
     name: str, run_dir: Path, env: Mapping[str, str] | None = None, timeout: float = 300.0
 ) -> Iterator[Running]:
     """Start `wikimem_<name>` on a free port, wait until its health check says SERVING, stop it afterwards."""
-    from wikimem.serve import _connect_address, wait_serving
+    from wikimem_launcher.launcher import _connect_address, wait_serving
 
     run_dir.mkdir(parents=True, exist_ok=True)
     port_file = run_dir / f"{name}.port"

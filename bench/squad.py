@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.common import ROOT, Context
 from bench.peers import Peers, parallel_map, system_with_peers
-from wikimem.v1 import memory_pb2
+from wikimem_contract.v1 import memory_pb2
 from wikimem_train.data import Passage, Question, load_split, load_squad
 
 SPLIT = ROOT / "models" / "data" / "squad_split.json"

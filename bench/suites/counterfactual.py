@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import squad
 from bench.common import Context, SuiteResult, Target, progress
-from wikimem.v1 import rag_pb2
+from wikimem_contract.v1 import rag_pb2
 
 TITLE = "Counterfactual robustness: entity-swapped SQuAD paragraphs (Longpre et al. 2021), memorization ratio"
 

@@ -127,7 +127,7 @@ def edit_visibility(ctx: Context, address: str, memory_addr: str, embedder_addr:
     import grpc
 
     from wikimem.client import WikimemClient
-    from wikimem.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2, memory_pb2_grpc
+    from wikimem_contract.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2, memory_pb2_grpc
 
     edits = load_edits(history)[: QUICK_EDITS if ctx.quick else None]
     collection = "edits"

@@ -20,7 +20,7 @@ from typing import Any
 from bench import squad
 from bench.common import Context, SuiteResult, Target, latency_summary, progress
 from bench.peers import MODES, Peers, parallel_map
-from wikimem.v1 import rag_pb2
+from wikimem_contract.v1 import rag_pb2
 
 TITLE = "Reading quality: SQuAD v1.1 dev open-domain QA over all 2,067 paragraphs (held-out articles)"
 

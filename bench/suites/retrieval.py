@@ -24,7 +24,7 @@ from typing import Any
 from bench.common import Context, SuiteResult, Target, latency_summary, progress, write_json
 from bench.ir import first_occurrence, ndcg_at, recall_at
 from bench.peers import MODES, Peers, parallel_map, system_with_peers
-from wikimem.v1 import memory_pb2
+from wikimem_contract.v1 import memory_pb2
 from wikimem_orchestrator.pipeline import rerank_text
 
 TITLE = "Retrieval quality: BEIR SciFact test — BM25, dense, hybrid, each with and without the reranker"

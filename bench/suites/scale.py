@@ -257,8 +257,8 @@ def search_all(
     import grpc
 
     from bench.handbook import QUESTIONS
-    from wikimem.v1 import common_pb2, memory_pb2, memory_pb2_grpc
     from wikimem_common import vectors
+    from wikimem_contract.v1 import common_pb2, memory_pb2, memory_pb2_grpc
 
     ms: list[float] = []
     hits: list[list[int]] = []

@@ -89,8 +89,8 @@ def _embed_service(
 ) -> tuple[Callable[[], float], Callable[[], npt.NDArray[np.float32]], list[int]]:
     import grpc
 
-    from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
     from wikimem_common import vectors
+    from wikimem_contract.v1 import embedder_pb2, embedder_pb2_grpc
 
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 2**20)])
     stub = embedder_pb2_grpc.EmbedderStub(channel)
@@ -264,7 +264,7 @@ def run(ctx: Context) -> SuiteResult:
 
     import grpc
 
-    from wikimem.v1 import reranker_pb2, reranker_pb2_grpc
+    from wikimem_contract.v1 import reranker_pb2, reranker_pb2_grpc
 
     service_scores: list[list[float]] = []
     with service_process("reranker", ctx.scratch("speed-reranker")) as reranker:

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2_grpc
 
-from wikimem.v1 import common_pb2, rag_pb2, rag_pb2_grpc
+from wikimem_contract.v1 import common_pb2, rag_pb2, rag_pb2_grpc
 
 
 @dataclass

@@ -7,9 +7,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from wikimem.v1 import reranker_pb2, reranker_pb2_grpc
 from wikimem_common.errors import InvalidArgument, grpc_errors
 from wikimem_common.server import start
+from wikimem_contract.v1 import reranker_pb2, reranker_pb2_grpc
 
 
 class _Echo(reranker_pb2_grpc.RerankerServicer):

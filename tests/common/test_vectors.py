@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wikimem.v1 import common_pb2
 from wikimem_common.errors import InvalidArgument
 from wikimem_common.vectors import from_proto, to_proto
+from wikimem_contract.v1 import common_pb2
 
 
 def test_round_trip_keeps_values_and_shape() -> None:

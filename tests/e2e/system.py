@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 
-from wikimem.v1 import rag_pb2_grpc
 from wikimem_common.server import ServerHandle, start
+from wikimem_contract.v1 import rag_pb2_grpc
 
 SERVICES = ("embedder", "reranker", "reader", "memory", "orchestrator")
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from wikimem.client import WikimemClient
-from wikimem.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2, memory_pb2_grpc
+from wikimem_contract.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2, memory_pb2_grpc
 from wikimem_memory.chunking import chunk_document
 from wikimem_memory.config import MemoryConfig
 

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from wikimem.client import WikimemClient
-from wikimem.v1 import memory_pb2, memory_pb2_grpc
+from wikimem_contract.v1 import memory_pb2, memory_pb2_grpc
 
 from .conftest import SHARED
 from .handbook_questions import QUESTIONS

@@ -12,7 +12,7 @@ import pytest
 import qdrant_edge as qe
 
 from wikimem.client import WikimemClient
-from wikimem.v1 import common_pb2, rag_pb2
+from wikimem_contract.v1 import common_pb2, rag_pb2
 
 from .system import System, start_system
 

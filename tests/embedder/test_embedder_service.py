@@ -12,10 +12,10 @@ import grpc
 import numpy as np
 import pytest
 
-from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
 from wikimem_common import server as wserver
 from wikimem_common import vectors
 from wikimem_common.config import ConfigError
+from wikimem_contract.v1 import embedder_pb2, embedder_pb2_grpc
 from wikimem_embedder.config import EmbedderConfig
 from wikimem_embedder.encoder import SentenceEncoder
 from wikimem_embedder.server import registrar

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from wikimem.v1 import reader_pb2, reader_pb2_grpc
 from wikimem_common import server as wserver
+from wikimem_contract.v1 import reader_pb2, reader_pb2_grpc
 from wikimem_reader.config import ReaderConfig
 from wikimem_reader.generative import GenerativeReader
 from wikimem_reader.local_llm import LocalLlmReader

@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from wikimem.v1 import memory_pb2_grpc
 from wikimem_common import server as wserver
+from wikimem_contract.v1 import memory_pb2_grpc
 from wikimem_memory.config import MemoryConfig
 from wikimem_memory.server import open_service, registrar
 from wikimem_memory.service import MemoryService

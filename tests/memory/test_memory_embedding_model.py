@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from wikimem.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2
 from wikimem_common import server as wserver
+from wikimem_contract.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2
 from wikimem_embedder.config import EmbedderConfig
 from wikimem_embedder.server import SERVICE_NAME as EMBEDDER_SERVICE
 from wikimem_embedder.service import Embedder

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import qdrant_edge as qe
 
-from wikimem.v1 import common_pb2, memory_pb2
+from wikimem_contract.v1 import common_pb2, memory_pb2
 from wikimem_memory.servicer import MODES
 
 from .conftest import RunningMemory

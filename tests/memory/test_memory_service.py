@@ -10,9 +10,9 @@ import grpc
 import numpy as np
 import pytest
 
-from wikimem.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2
 from wikimem_common import server as wserver
 from wikimem_common import vectors
+from wikimem_contract.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc, memory_pb2
 
 from .conftest import RunningMemory
 

@@ -20,7 +20,10 @@ from typing import Any
 import grpc
 import numpy as np
 
-from wikimem.v1 import (
+from wikimem_common import vectors
+from wikimem_common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ServiceError, grpc_errors
+from wikimem_common.server import ServerHandle, start
+from wikimem_contract.v1 import (
     common_pb2,
     embedder_pb2,
     embedder_pb2_grpc,
@@ -33,9 +36,6 @@ from wikimem.v1 import (
     reranker_pb2,
     reranker_pb2_grpc,
 )
-from wikimem_common import vectors
-from wikimem_common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ServiceError, grpc_errors
-from wikimem_common.server import ServerHandle, start
 
 CODE = re.compile(r"\b[A-Z]{2,}-\d+\b")
 

@@ -8,8 +8,8 @@ import grpc
 import pytest
 from orchestrator_fakes import HANDBOOK, VPN_Q, Orchestrator, Peers
 
-from wikimem.v1 import rag_pb2
 from wikimem_common import errors
+from wikimem_contract.v1 import rag_pb2
 from wikimem_orchestrator.pipeline import ABSTAIN_ANSWER
 
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 from orchestrator_fakes import HANDBOOK, VPN_Q, Orchestrator, Peers
 
-from wikimem.v1 import memory_pb2, memory_pb2_grpc, rag_pb2
+from wikimem_contract.v1 import memory_pb2, memory_pb2_grpc, rag_pb2
 from wikimem_orchestrator.cache import GenerationTracker, LocalStore
 
 MakeOrchestrator = Callable[..., Orchestrator]

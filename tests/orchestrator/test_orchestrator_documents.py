@@ -9,7 +9,7 @@ import grpc
 import pytest
 from orchestrator_fakes import HANDBOOK, VPN_Q, Orchestrator, Peers
 
-from wikimem.v1 import rag_pb2
+from wikimem_contract.v1 import rag_pb2
 
 
 def _status(call: Callable[[], object]) -> grpc.RpcError:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import redis
 
-from wikimem.v1 import common_pb2, memory_pb2, rag_pb2
 from wikimem_common.errors import NotFound, Unavailable
+from wikimem_contract.v1 import common_pb2, memory_pb2, rag_pb2
 from wikimem_orchestrator.cache import RedisStore
 from wikimem_orchestrator.qa_memory import (
     CHECK_CITED,

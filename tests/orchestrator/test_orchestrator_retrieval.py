@@ -10,8 +10,8 @@ import grpc
 import pytest
 from orchestrator_fakes import HANDBOOK, VPN_Q, Orchestrator, Peers
 
-from wikimem.v1 import common_pb2, memory_pb2
 from wikimem_common.errors import FailedPrecondition
+from wikimem_contract.v1 import common_pb2, memory_pb2
 
 DENSE, BM25, HYBRID = common_pb2.RETRIEVAL_MODE_DENSE, common_pb2.RETRIEVAL_MODE_BM25, common_pb2.RETRIEVAL_MODE_HYBRID
 

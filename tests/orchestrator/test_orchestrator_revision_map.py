@@ -13,7 +13,7 @@ import pytest
 import redis
 from orchestrator_fakes import HANDBOOK, VPN_Q, Orchestrator, Peers
 
-from wikimem.v1 import rag_pb2
+from wikimem_contract.v1 import rag_pb2
 from wikimem_orchestrator.cache import DELETED, CacheStore, LocalStore, RedisStore
 
 MakeOrchestrator = Callable[..., Orchestrator]

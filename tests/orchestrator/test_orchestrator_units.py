@@ -13,9 +13,9 @@ import grpc
 import pytest
 from orchestrator_fakes import HANDBOOK, VPN_Q, Peers
 
-from wikimem.v1 import common_pb2, rag_pb2, rag_pb2_grpc, reader_pb2
 from wikimem_common.config import ConfigError
 from wikimem_common.errors import ServiceError
+from wikimem_contract.v1 import common_pb2, rag_pb2, rag_pb2_grpc, reader_pb2
 from wikimem_orchestrator.citations import build_citation, quote_span
 from wikimem_orchestrator.config import OrchestratorConfig
 from wikimem_orchestrator.pipeline import parse_groups, rerank_text

@@ -13,8 +13,8 @@ import numpy.typing as npt
 import pytest
 from orchestrator_fakes import HANDBOOK, VPN_Q, Orchestrator, Peers
 
-from wikimem.v1 import common_pb2, rag_pb2, reader_pb2
 from wikimem_common.errors import Unavailable
+from wikimem_contract.v1 import common_pb2, rag_pb2, reader_pb2
 from wikimem_orchestrator.grounding import ground_generated
 from wikimem_orchestrator.pipeline import ABSTAIN_ANSWER
 from wikimem_orchestrator.verify import (

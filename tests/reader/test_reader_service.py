@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
-from wikimem.v1 import reader_pb2, reader_pb2_grpc
 from wikimem_common import server as wserver
 from wikimem_common.modeldir import model_dir
+from wikimem_contract.v1 import reader_pb2, reader_pb2_grpc
 from wikimem_reader.backend import Passage
 from wikimem_reader.config import MODEL_DIR_ENV, ExtractiveConfig, ReaderConfig
 from wikimem_reader.extractive import ExtractiveReader

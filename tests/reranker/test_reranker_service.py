@@ -10,9 +10,9 @@ import grpc
 import numpy as np
 import pytest
 
-from wikimem.v1 import reranker_pb2, reranker_pb2_grpc
 from wikimem_common import server as wserver
 from wikimem_common.modeldir import model_dir
+from wikimem_contract.v1 import reranker_pb2, reranker_pb2_grpc
 from wikimem_reranker.config import MODEL_DIR_ENV, RerankerConfig
 from wikimem_reranker.server import registrar
 from wikimem_reranker.service import Reranker

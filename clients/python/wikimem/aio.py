@@ -26,7 +26,7 @@ from wikimem.models import (
     put_result_from_proto,
     source_from_proto,
 )
-from wikimem.v1 import rag_pb2, rag_pb2_grpc
+from wikimem_contract.v1 import rag_pb2, rag_pb2_grpc
 
 
 class AsyncWikimemClient:

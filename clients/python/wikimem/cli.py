@@ -6,9 +6,11 @@ Exit codes: 0 ok; 1 partial failure or a failed request; 2 usage error or bad in
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from typing import Any, TextIO
 
 from wikimem import ingest as ingest_mod
@@ -16,7 +18,6 @@ from wikimem import sync as sync_mod
 from wikimem.client import WikimemClient
 from wikimem.errors import InvalidArgumentError, UnavailableError, UnimplementedError, WikimemError
 from wikimem.models import Answer, Citation, answer_to_dict, default_address, document_to_dict
-from wikimem.serve import SERVICES, serve_all, serve_in_process, serve_one
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -422,10 +423,21 @@ def cmd_source(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    if args.in_process:
-        return serve_in_process(args.addr, args.data)
-    return serve_all(args.addr, args.data, args.log_dir)
+#: Services `wikimem serve SERVICE` can run (the launcher package implements the command).
+SERVICE_NAMES = ("embedder", "reranker", "reader", "memory", "orchestrator")
+
+
+def cmd_serve_missing(_args: argparse.Namespace) -> int:
+    raise CliError(
+        "`wikimem serve` comes with the launcher package, which is not installed: "
+        "pip install wikimem-launcher (or `make venv` in the repository)",
+        EXIT_USAGE,
+    )
+
+
+def _plugins() -> dict[str, Any]:
+    """CLI commands other packages add through the `wikimem.cli` entry point (e.g. `serve`), by name."""
+    return {ep.name: ep for ep in entry_points(group="wikimem.cli")}
 
 
 # --- parser --------------------------------------------------------------------------------------------------
@@ -542,26 +554,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_source)
 
-    p = sub.add_parser(
-        "serve",
-        help="run all services (or one: SERVICE) in the foreground",
-        description="Without SERVICE: start all five services as child processes and wait until "
-        "SIGINT/SIGTERM. With SERVICE: run just that one (extra flags such as --port-file are "
-        "passed to it).",
-    )
-    p.add_argument("service", nargs="?", choices=SERVICES, metavar="SERVICE", help=" | ".join(SERVICES))
-    p.add_argument("--addr", default=None, help="orchestrator address (default: $WIKIMEM_ADDR or 127.0.0.1:50051)")
-    p.add_argument("--data", default=None, help="memory data directory (default: $WIKIMEM_DATA or ./.wikimem)")
-    p.add_argument("--log-dir", default=None, help="service logs (default: DATA/logs)")
-    p.add_argument("--in-process", action="store_true", help="run all five in this process (threads)")
-    p.set_defaults(func=cmd_serve)
+    plugins = _plugins()
+    for ep in plugins.values():
+        ep.load()(sub)
+    if "serve" not in plugins:
+        p = sub.add_parser("serve", help="run the services (needs the wikimem-launcher package)")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=cmd_serve_missing)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if len(args_list) >= 2 and args_list[0] == "serve" and args_list[1] in SERVICES:
-        return serve_one(args_list[1], args_list[2:])
+    if len(args_list) >= 2 and args_list[0] == "serve" and args_list[1] in SERVICE_NAMES:
+        # One service with its own flags (e.g. --port-file), passed through untouched.
+        plugin = _plugins().get("serve")
+        if plugin is None:
+            print("wikimem: `wikimem serve` needs the wikimem-launcher package (pip install wikimem-launcher)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        run_one: Callable[[str, list[str]], int] = importlib.import_module(plugin.module).run_one
+        return run_one(args_list[1], args_list[2:])
     args = build_parser().parse_args(args_list)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -7,13 +7,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from wikimem.v1 import common_pb2, rag_pb2
+from wikimem_contract import metadata
+from wikimem_contract.v1 import common_pb2, rag_pb2
 
 #: Where the orchestrator listens unless told otherwise.
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 #: Metadata key carrying the caller's groups (comma-separated) for access control.
-GROUPS_METADATA_KEY = "x-wikimem-groups"
+GROUPS_METADATA_KEY = metadata.GROUPS
 
 #: Large enough for a big document; the server answers over-sized ones with a precise error.
 CHANNEL_OPTIONS = [

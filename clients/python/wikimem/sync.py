@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wikimem.client import WikimemClient
-from wikimem.content import content_sha256
 from wikimem.errors import AbortedError, NotFoundError, UnavailableError, UnimplementedError, WikimemError
 from wikimem.ingest import IngestReport, IngestUsageError, discover, put_outcome, read_text
 from wikimem.models import Document
+from wikimem_contract.content import content_sha256
 
 SYNC_ROOT_KEY = "wikimem.sync_root"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from wikimem.v1 import common_pb2
+from wikimem_contract.v1 import common_pb2
 
 from .errors import InvalidArgument
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
+from wikimem_contract.v1 import embedder_pb2, embedder_pb2_grpc
 
 from .config import EmbedderConfig
 from .service import Embedder

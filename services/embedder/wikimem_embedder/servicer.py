@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
 from wikimem_common import vectors
 from wikimem_common.errors import grpc_errors
+from wikimem_contract.v1 import embedder_pb2, embedder_pb2_grpc
 
 from .service import Embedder
 

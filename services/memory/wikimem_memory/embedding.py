@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from wikimem.v1 import embedder_pb2, embedder_pb2_grpc
 from wikimem_common import server as wserver
 from wikimem_common import vectors
 from wikimem_common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
+from wikimem_contract.v1 import embedder_pb2, embedder_pb2_grpc
 
 
 class Embeddings(NamedTuple):

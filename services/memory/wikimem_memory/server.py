@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from wikimem.v1 import memory_pb2, memory_pb2_grpc
+from wikimem_contract.v1 import memory_pb2, memory_pb2_grpc
 
 from .config import MemoryConfig
 from .embedding import EmbedderClient

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wikimem.content import content_sha256
 from wikimem_common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from wikimem_common.timing import Timings
+from wikimem_contract.content import content_sha256
 
 from . import documents as validate
 from . import fusion, lexical

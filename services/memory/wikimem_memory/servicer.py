@@ -6,10 +6,10 @@ from typing import Any
 
 import grpc
 
-from wikimem.v1 import common_pb2, memory_pb2, memory_pb2_grpc
 from wikimem_common import vectors
 from wikimem_common.errors import grpc_errors
 from wikimem_common.timing import Timings
+from wikimem_contract.v1 import common_pb2, memory_pb2, memory_pb2_grpc
 
 from .service import MemoryService, SearchQuery, UpsertInput
 from .store.base import DocRecord

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from wikimem.v1 import common_pb2, reader_pb2
 from wikimem_common.errors import ServiceError
+from wikimem_contract.v1 import common_pb2, reader_pb2
 
 MAX_QUOTE_CHARS = 400
 

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from wikimem.v1 import common_pb2, memory_pb2, rag_pb2
 from wikimem_common.errors import InvalidArgument, NotFound
 from wikimem_common.timing import Timings
+from wikimem_contract.v1 import common_pb2, memory_pb2, rag_pb2
 
 from .cache import DELETED, GenerationTracker, QueryCache, normalise_collection
 from .config import OrchestratorConfig

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from wikimem.v1 import common_pb2, rag_pb2, reader_pb2
 from wikimem_common.errors import ServiceError
 from wikimem_common.markup import mask_markup
+from wikimem_contract.v1 import common_pb2, rag_pb2, reader_pb2
 
 from .citations import build_citation
 from .verify import CheckedSentence, Embed, VerifyConfig, check_answer

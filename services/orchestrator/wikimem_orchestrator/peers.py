@@ -15,7 +15,9 @@ from typing import TypeVar
 
 import grpc
 
-from wikimem.v1 import (
+from wikimem_common import errors
+from wikimem_common.server import GRPC_OPTIONS
+from wikimem_contract.v1 import (
     common_pb2,
     embedder_pb2,
     embedder_pb2_grpc,
@@ -26,8 +28,6 @@ from wikimem.v1 import (
     reranker_pb2,
     reranker_pb2_grpc,
 )
-from wikimem_common import errors
-from wikimem_common.server import GRPC_OPTIONS
 
 from .config import OrchestratorConfig
 

@@ -30,11 +30,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from wikimem.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 from wikimem_common import vectors
 from wikimem_common.errors import InvalidArgument, ServiceError, require_text
 from wikimem_common.markup import mask_markup
 from wikimem_common.timing import Timings
+from wikimem_contract.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 
 from .cache import AnswerKey, GenerationTracker, QueryCache, normalise_collection, normalise_question
 from .citations import build_citation

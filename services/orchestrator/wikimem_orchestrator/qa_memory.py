@@ -60,8 +60,8 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from wikimem.v1 import common_pb2, memory_pb2, rag_pb2
 from wikimem_common.errors import NotFound, ServiceError
+from wikimem_contract.v1 import common_pb2, memory_pb2, rag_pb2
 
 from .cache import DELETED, CacheError, RedisStore, _digest
 

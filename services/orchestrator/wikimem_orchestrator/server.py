@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from wikimem.v1 import rag_pb2, rag_pb2_grpc
+from wikimem_contract.v1 import rag_pb2, rag_pb2_grpc
 
 from .cache import CacheStore, GenerationTracker, LocalStore, QueryCache, RedisStore
 from .config import OrchestratorConfig

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 
 import grpc
 
-from wikimem.v1 import rag_pb2, rag_pb2_grpc
 from wikimem_common.errors import grpc_errors
+from wikimem_contract import metadata
+from wikimem_contract.v1 import rag_pb2, rag_pb2_grpc
 
 from .documents import Documents
 from .pipeline import Deadline, Pipeline, parse_groups
 
-GROUPS_METADATA = "x-wikimem-groups"
+GROUPS_METADATA = metadata.GROUPS
 
 
 def caller_groups(context: grpc.ServicerContext) -> tuple[str, ...]:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from wikimem.v1 import reader_pb2, reader_pb2_grpc
 from wikimem_common.config import ConfigError
 from wikimem_common.errors import ServiceError
+from wikimem_contract.v1 import reader_pb2, reader_pb2_grpc
 
 from .backend import ReaderBackend
 from .config import ExtractiveConfig, LocalLlmConfig, OpenAIConfig, ReaderConfig

@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 
 import grpc
 
-from wikimem.v1 import reader_pb2, reader_pb2_grpc
 from wikimem_common.errors import grpc_errors
 from wikimem_common.timing import Timings
+from wikimem_contract.v1 import reader_pb2, reader_pb2_grpc
 
 from .backend import Passage, ReadOutcome
 from .service import Reader, ReadQuery

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from wikimem.v1 import reranker_pb2, reranker_pb2_grpc
+from wikimem_contract.v1 import reranker_pb2, reranker_pb2_grpc
 
 from .config import RerankerConfig
 from .service import Reranker

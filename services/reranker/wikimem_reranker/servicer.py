@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from wikimem.v1 import reranker_pb2, reranker_pb2_grpc
 from wikimem_common.errors import grpc_errors
+from wikimem_contract.v1 import reranker_pb2, reranker_pb2_grpc
 
 from .service import Reranker
 

@@ -22,14 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from wikimem.v1 import common_pb2 as wikimem_dot_v1_dot_common__pb2
+from wikimem_contract.v1 import common_pb2 as wikimem_dot_v1_dot_common__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19wikimem/v1/embedder.proto\x12\nwikimem.v1\x1a\x17wikimem/v1/common.proto\"\x1d\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"\xc7\x01\n\rEmbedResponse\x12$\n\x07vectors\x18\x01 \x01(\x0b\x32\x13.wikimem.v1.Vectors\x12\x0e\n\x06tokens\x18\x02 \x01(\x04\x12<\n\ntimings_ms\x18\x03 \x03(\x0b\x32(.wikimem.v1.EmbedResponse.TimingsMsEntry\x12\x10\n\x08model_id\x18\x04 \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\r\n\x0bInfoRequest\"j\n\x0cInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x12\n\nmax_length\x18\x03 \x01(\r\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t2\x83\x01\n\x08\x45mbedder\x12<\n\x05\x45mbed\x12\x18.wikimem.v1.EmbedRequest\x1a\x19.wikimem.v1.EmbedResponse\x12\x39\n\x04Info\x12\x17.wikimem.v1.InfoRequest\x1a\x18.wikimem.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wikimem.v1.embedder_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wikimem_contract.v1.embedder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDRESPONSE_TIMINGSMSENTRY']._loaded_options = None

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from wikimem.v1 import embedder_pb2 as wikimem_dot_v1_dot_embedder__pb2
+from wikimem_contract.v1 import embedder_pb2 as wikimem_dot_v1_dot_embedder__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

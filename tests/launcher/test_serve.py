@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from wikimem import WikimemClient
-from wikimem.serve import SERVICES
+from wikimem_launcher.launcher import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -275,7 +275,7 @@ def test_real_services_serve_and_stop(env: dict[str, str], launchers: list[Launc
 @pytest.mark.slow
 @pytest.mark.skipif(_models_missing() is not None, reason=str(_models_missing()))
 def test_real_services_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wikimem.serve import InProcessStack
+    from wikimem_launcher.launcher import InProcessStack
 
     for name in SERVICES:
         monkeypatch.delenv(f"WIKIMEM_{name.upper()}_ADDR", raising=False)
@@ -293,8 +293,8 @@ def test_real_services_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_in_process_failure_releases_what_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The reranker cannot load (no models): the already started embedder is stopped and the env restored."""
-    from wikimem.serve import InProcessStack
     from wikimem_common.config import ConfigError
+    from wikimem_launcher.launcher import InProcessStack
 
     for name in SERVICES:
         monkeypatch.delenv(f"WIKIMEM_{name.upper()}_ADDR", raising=False)

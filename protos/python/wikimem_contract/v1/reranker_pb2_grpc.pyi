@@ -5,7 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from wikimem.v1 import reranker_pb2 as _reranker_pb2
+from wikimem_contract.v1 import reranker_pb2 as _reranker_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

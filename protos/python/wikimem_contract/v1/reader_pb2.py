@@ -28,7 +28,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17wikimem/v1/rea
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wikimem.v1.reader_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wikimem_contract.v1.reader_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_READRESPONSE_TIMINGSMSENTRY']._loaded_options = None
