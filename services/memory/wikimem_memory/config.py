@@ -12,6 +12,20 @@ from wikimem_common.server import peer_address
 from .fusion import FUSIONS
 
 BACKENDS = ("edge", "qdrant")
+COORDINATIONS = ("local", "redis")
+
+
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """"host:port,host:port" -> ((host, port), ...); a bad entry is a ConfigError."""
+    out: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"WIKIMEM_REDIS_SENTINELS entry {item!r} must be host:port")
+        out.append((host, int(port)))
+    return tuple(out)
 #: How a search ranks chunks: embeddings, BM25 over the chunk text, or both fused by reciprocal rank.
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 
@@ -53,6 +67,14 @@ class MemoryConfig:
     rrf_k: int = 60
     #: Hybrid: candidates taken from each list before fusing (at least top_k).
     hybrid_candidates: int = 100
+    #: Write coordination (coordination.py): "local" (one memory process per store; the Edge default) or "redis"
+    #: (several replicas on one Qdrant store: leases, revisions and compare-and-set commits through Redis).
+    coordination: str = "local"
+    redis_url: str | None = None
+    #: Redis Sentinels ("host:port,host:port") and the monitored master's name, instead of redis_url.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_master: str = "mymaster"
+    lease_ms: int = 15_000
 
     @classmethod
     def from_env(cls) -> MemoryConfig:
@@ -83,11 +105,33 @@ class MemoryConfig:
             hybrid_dense_weight=env_float("WIKIMEM_HYBRID_DENSE_WEIGHT", 0.3),
             rrf_k=env_int("WIKIMEM_RRF_K", 60),
             hybrid_candidates=env_int("WIKIMEM_HYBRID_CANDIDATES", 100),
+            coordination=env_str("WIKIMEM_MEMORY_COORDINATION", "local").strip().lower(),
+            redis_url=os.environ.get("REDIS_URL") or None,
+            redis_sentinels=parse_sentinels(os.environ.get("WIKIMEM_REDIS_SENTINELS", "")),
+            redis_master=env_str("WIKIMEM_REDIS_MASTER", "mymaster"),
+            lease_ms=env_int("WIKIMEM_MEMORY_LEASE_MS", 15_000),
         )
         config.validate()
         return config
 
     def validate(self) -> None:
+        if self.coordination not in COORDINATIONS:
+            raise ConfigError(
+                f"WIKIMEM_MEMORY_COORDINATION={self.coordination!r} must be one of {', '.join(COORDINATIONS)}"
+            )
+        if self.coordination == "redis":
+            if self.backend != "qdrant":
+                raise ConfigError(
+                    "WIKIMEM_MEMORY_COORDINATION=redis is for several replicas on one Qdrant server "
+                    "(WIKIMEM_MEMORY_BACKEND=qdrant); the embedded Edge store has exactly one writer process"
+                )
+            if not self.redis_url and not self.redis_sentinels:
+                raise ConfigError(
+                    "WIKIMEM_MEMORY_COORDINATION=redis needs REDIS_URL (redis://host:6379/0) or "
+                    "WIKIMEM_REDIS_SENTINELS (host:port,...) with WIKIMEM_REDIS_MASTER"
+                )
+        if self.lease_ms < 1000:
+            raise ConfigError(f"WIKIMEM_MEMORY_LEASE_MS={self.lease_ms} must be at least 1000")
         if self.dim < 1:
             raise ConfigError(f"WIKIMEM_MEMORY_DIM={self.dim} must be positive")
         if self.max_doc_bytes < 1:

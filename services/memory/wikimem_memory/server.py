@@ -9,6 +9,7 @@ import grpc
 from wikimem_contract.v1 import memory_pb2, memory_pb2_grpc
 
 from .config import MemoryConfig
+from .coordination import Coordinator, LocalCoordinator, RedisCoordinator, RedisSettings
 from .embedding import EmbedderClient
 from .service import MemoryService
 from .servicer import MemoryServicer
@@ -25,10 +26,23 @@ def registrar(core: MemoryService) -> Callable[[grpc.Server], Sequence[str]]:
     return register
 
 
+def open_coordinator(config: MemoryConfig) -> Coordinator:
+    if config.coordination == "redis":
+        settings = RedisSettings(
+            url=config.redis_url,
+            sentinels=config.redis_sentinels,
+            master=config.redis_master,
+            prefix=f"wikimem:memory:{config.qdrant_prefix}",
+            lease_ms=config.lease_ms,
+        )
+        return RedisCoordinator(settings)
+    return LocalCoordinator()
+
+
 def open_service(config: MemoryConfig, optimize_in_background: bool = True) -> MemoryService:
     backend = open_backend(config, optimize_in_background=optimize_in_background)
     embedder = EmbedderClient(config.embedder_addr, config.embed_batch, config.embed_timeout_s)
-    core = MemoryService(config, backend, embedder)
+    core = MemoryService(config, backend, embedder, open_coordinator(config))
     if config.backend == "edge":
         core.collect_orphans()
     return core

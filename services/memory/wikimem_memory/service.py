@@ -6,6 +6,10 @@ revision's chunks are deleted. A search over-fetches and keeps only chunks whose
 the registry, so it sees all of one revision or all of the other, never a mix and never both. A failed write
 (embedder down, store error) leaves the previous revision current and its chunks untouched.
 
+Several replicas on one Qdrant store (coordination.py): revisions come from Redis, so no two writes share point ids;
+the registry flip is a compare-and-set on the revision the writer read, so a writer that lost its lease cannot
+overwrite a newer write; cleanup deletes only older revisions.
+
 Retrieval modes: `dense` (cosine over embeddings), `bm25` (the sparse BM25 vector each chunk point carries, see
 lexical.py) and `hybrid` (the two lists fused, see fusion.py). Every mode runs with the same filter inside
 the engine and the same current-revision post-filter, so the guarantees above hold for all of them.
@@ -18,10 +22,8 @@ SearchRequest.embedding_model names another, is FAILED_PRECONDITION.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,7 @@ from . import documents as validate
 from . import fusion, lexical
 from .chunking import chunk_document, embedding_text
 from .config import RETRIEVAL_MODES, MemoryConfig
+from .coordination import Coordinator, LocalCoordinator
 from .embedding import EmbedderClient
 from .store import Backend
 from .store.base import (
@@ -45,6 +48,7 @@ from .store.base import (
     DocRecord,
     Hit,
     PointFilter,
+    WriteConflict,
     chunk_point_id,
     read_list,
 )
@@ -102,38 +106,21 @@ def fuse(dense: list[ScoredChunk], sparse: list[ScoredChunk], config: MemoryConf
     return [ScoredChunk(payload=payloads[key], score=score) for key, score in fused]
 
 
-class KeyedLocks:
-    """One lock per key, created on demand and dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: tuple[str, str]) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
-
-
 class MemoryService:
-    def __init__(self, config: MemoryConfig, backend: Backend, embedder: EmbedderClient) -> None:
+    def __init__(
+        self,
+        config: MemoryConfig,
+        backend: Backend,
+        embedder: EmbedderClient,
+        coordinator: Coordinator | None = None,
+    ) -> None:
         self.config = config
         self.store = backend.store
         self.registry = backend.registry
         self._backend = backend
         self.embedder = embedder
-        self._locks = KeyedLocks()
+        #: Who may write a document, which revision a write gets (coordination.py); shared = several replicas.
+        self.coordinator: Coordinator = coordinator or LocalCoordinator()
 
     # ------------------------------------------------------------------ writes
 
@@ -146,7 +133,8 @@ class MemoryService:
         text = validate.document_text(req.text, cfg.max_doc_bytes)
         acl = validate.acl(req.acl)
         metadata = validate.metadata(req.metadata)
-        with self._locks.hold((collection, doc_id)):
+        coord = self.coordinator
+        with coord.hold((collection, doc_id)):
             current = self.registry.get(collection, doc_id)
             current_revision = current.revision if current else 0
             if req.if_revision is not None and req.if_revision != current_revision:
@@ -177,12 +165,7 @@ class MemoryService:
                 return current, False, self.registry.generation()
             # A re-created document continues after its deleted revisions: doc@rev never names two texts.
             floor = current_revision or self.registry.deleted_revision(collection, doc_id)
-            if req.revision and req.revision <= floor:
-                raise FailedPrecondition(
-                    f"revision {req.revision} of document {doc_id!r} is not newer than its latest revision "
-                    f"{floor}; send 0 to let the memory assign {floor + 1}"
-                )
-            revision = req.revision or floor + 1
+            revision = coord.allocate((collection, doc_id), floor, req.revision)
             record = DocRecord(
                 collection=collection,
                 doc_id=doc_id,
@@ -235,15 +218,24 @@ class MemoryService:
             with timings.stage("write"):
                 try:
                     self.store.upsert(points)
-                    generation = self.registry.put(record, text)
+                    # Shared store: commit only if no other replica committed since we read (compare-and-set).
+                    expect = current_revision if coord.shared else None
+                    generation = self.registry.put(record, text, expect=expect)
+                except WriteConflict as exc:
+                    self._discard(collection, doc_id, revision)
+                    raise Aborted(f"{exc} while this write ran; re-read it and retry") from exc
                 except BaseException:
                     self._discard(collection, doc_id, revision)
                     raise
             with timings.stage("cleanup"):
+                # Older revisions only: another replica's newer write may be in flight under a higher revision.
+                old = (
+                    PointFilter(collection=collection, doc_ids=[doc_id], revision_below=revision)
+                    if coord.shared
+                    else PointFilter(collection=collection, doc_ids=[doc_id], exclude_revision=revision)
+                )
                 try:
-                    self.store.delete_where(
-                        PointFilter(collection=collection, doc_ids=[doc_id], exclude_revision=revision)
-                    )
+                    self.store.delete_where(old)
                 except Exception:  # stale chunks are filtered out of searches and collected on restart
                     log.exception("could not delete old chunks", extra={"doc_id": doc_id})
             return record, True, generation
@@ -325,7 +317,8 @@ class MemoryService:
         """The revision deleted and the generation of the delete."""
         collection = validate.collection_name(collection)
         doc_id = validate.doc_id(doc_id, self.config.max_doc_id_chars)
-        with self._locks.hold((collection, doc_id)):
+        coord = self.coordinator
+        with coord.hold((collection, doc_id)):
             current = self.registry.get(collection, doc_id)
             if current is None:
                 raise NotFound(f"document {doc_id!r} not found in collection {collection!r}")
@@ -335,10 +328,18 @@ class MemoryService:
                     "re-read it and retry"
                 )
             with timings.stage("write"):
-                generation = self.registry.delete(collection, doc_id)
-            with timings.stage("cleanup"):
                 try:
-                    self.store.delete_where(PointFilter(collection=collection, doc_ids=[doc_id]))
+                    generation = self.registry.delete(
+                        collection, doc_id, expect=current.revision if coord.shared else None
+                    )
+                except WriteConflict as exc:
+                    raise Aborted(f"{exc} while this delete ran; re-read it and retry") from exc
+            with timings.stage("cleanup"):
+                # Shared store: a re-create by another replica may already be writing a higher revision.
+                below = current.revision + 1 if coord.shared else None
+                gone = PointFilter(collection=collection, doc_ids=[doc_id], revision_below=below)
+                try:
+                    self.store.delete_where(gone)
                 except Exception:
                     log.exception("could not delete chunks", extra={"doc_id": doc_id})
             return current.revision, generation
@@ -526,4 +527,5 @@ class MemoryService:
 
     def close(self) -> None:
         self.embedder.close()
+        self.coordinator.close()
         self._backend.close()

@@ -81,6 +81,8 @@ class PointFilter:
     doc_ids: Sequence[str] | None = None
     revision: int | None = None
     exclude_revision: int | None = None
+    #: Only revisions below this one (a replica's cleanup after a replace must not touch a newer write in flight).
+    revision_below: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,12 +243,16 @@ class Registry(Protocol):
         """Current revision of each (collection, doc_id) that exists."""
         ...
 
-    def put(self, record: DocRecord, text: str) -> int:
-        """Make `record` the document's current revision; bumps and returns the generation."""
+    def put(self, record: DocRecord, text: str, expect: int | None = None) -> int:
+        """Make `record` the document's current revision; bumps and returns the generation.
+
+        `expect` makes it a compare-and-set: the revision the writer read (0: no document); raises WriteConflict,
+        changing nothing, if the current revision is another one by then (a second replica wrote in between)."""
         ...
 
-    def delete(self, collection: str, doc_id: str) -> int:
-        """Forget the document (remembering its last revision); bumps and returns the generation."""
+    def delete(self, collection: str, doc_id: str, expect: int | None = None) -> int:
+        """Forget the document (remembering its last revision); bumps and returns the generation. `expect`: as in
+        `put` (the revision being deleted)."""
         ...
 
     def deleted_revision(self, collection: str, doc_id: str) -> int:
@@ -281,6 +287,10 @@ class Registry(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WriteConflict(Exception):
+    """A conditional registry write found another revision current than the one its writer read."""
 
 
 def next_generation(current: int) -> int:

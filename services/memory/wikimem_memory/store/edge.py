@@ -56,6 +56,8 @@ def edge_filter(flt: PointFilter | None) -> qe.Filter | None:
         must.append(qe.FieldCondition("revision", match=qe.MatchValue(flt.revision)))
     if flt.exclude_revision is not None:
         must_not.append(qe.FieldCondition("revision", match=qe.MatchValue(flt.exclude_revision)))
+    if flt.revision_below is not None:
+        must.append(qe.FieldCondition("revision", range=qe.RangeFloat(lt=flt.revision_below)))
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)

@@ -40,6 +40,7 @@ from .base import (
     Hit,
     PointFilter,
     SparseVector,
+    WriteConflict,
     next_generation,
     point_of_record,
     read_list,
@@ -71,6 +72,8 @@ def qdrant_filter(flt: PointFilter | None) -> qm.Filter | None:
         must.append(qm.FieldCondition(key="revision", match=qm.MatchValue(value=flt.revision)))
     if flt.exclude_revision is not None:
         must_not.append(qm.FieldCondition(key="revision", match=qm.MatchValue(value=flt.exclude_revision)))
+    if flt.revision_below is not None:
+        must.append(qm.FieldCondition(key="revision", range=qm.Range(lt=flt.revision_below)))
     if not must and not must_not:
         return None
     return qm.Filter(must=must or None, must_not=must_not or None)
@@ -251,7 +254,7 @@ class QdrantRegistry:
         self._embedding_model = ""
         if not client.collection_exists(collection):
             client.create_collection(collection, vectors_config={})
-            _ensure_indexes(client, collection, ("kind", "collection", "doc_id", "read"), ())
+            _ensure_indexes(client, collection, ("kind", "collection", "doc_id", "read"), ("revision",))
         elif not self.embedding_model() and self._has_documents():
             log.warning(LEGACY_EMBEDDING_MODEL_ADOPTED, extra={"collection": collection})
             self.record_embedding_model(LEGACY_EMBEDDING_MODEL)
@@ -303,27 +306,69 @@ class QdrantRegistry:
         )
         return nxt
 
-    def put(self, record: DocRecord, text: str) -> int:
+    def _revision_is(self, expect: int) -> qm.Filter:
+        return qm.Filter(must=[qm.FieldCondition(key="revision", match=qm.MatchValue(value=expect))])
+
+    def _current_revision(self, collection: str, doc_id: str) -> int:
+        return self.revisions([(collection, doc_id)]).get((collection, doc_id), 0)
+
+    def put(self, record: DocRecord, text: str, expect: int | None = None) -> int:
         payload = {**record.to_json(), "kind": "doc", "read": read_list(record.acl), "text": text}
-        self._client.upsert(
-            self.name,
-            points=[qm.PointStruct(id=registry_point_id(record.collection, record.doc_id), vector={}, payload=payload)],
-            wait=True,
-        )
+        point = qm.PointStruct(id=registry_point_id(record.collection, record.doc_id), vector={}, payload=payload)
+        if expect is None:
+            self._client.upsert(self.name, points=[point], wait=True)
+        else:
+            # Compare-and-set on the registry point: insert only if there is none (expect 0), else update only the
+            # point still at the revision the writer read. The engine applies it atomically; a read-back tells
+            # whether it did (revisions are unique per write, so our revision there means our write).
+            if expect == 0:
+                self._client.upsert(self.name, points=[point], wait=True, update_mode=qm.UpdateMode.INSERT_ONLY)
+            else:
+                self._client.upsert(
+                    self.name,
+                    points=[point],
+                    wait=True,
+                    update_filter=self._revision_is(expect),
+                    update_mode=qm.UpdateMode.UPDATE_ONLY,
+                )
+            current = self._current_revision(record.collection, record.doc_id)
+            if current != record.revision:
+                raise WriteConflict(
+                    f"document {record.doc_id!r} is at revision {current}, not {expect}: another writer replaced it"
+                )
         return self._bump()
 
-    def delete(self, collection: str, doc_id: str) -> int:
-        current = self.revisions([(collection, doc_id)]).get((collection, doc_id))
-        if current is not None:
-            tombstone = {"kind": "tombstone", "collection": collection, "doc_id": doc_id, "revision": current}
+    def delete(self, collection: str, doc_id: str, expect: int | None = None) -> int:
+        current = self._current_revision(collection, doc_id) if expect is None else expect
+        if current:
+            previous = self.deleted_revision(collection, doc_id)
+            tombstone = {
+                "kind": "tombstone", "collection": collection, "doc_id": doc_id, "revision": max(current, previous)
+            }
             self._client.upsert(
                 self.name,
                 points=[qm.PointStruct(id=_tombstone_id(collection, doc_id), vector={}, payload=tombstone)],
                 wait=True,
             )
-        self._client.delete(
-            self.name, points_selector=qm.PointIdsList(points=[registry_point_id(collection, doc_id)]), wait=True
-        )
+        point_id = registry_point_id(collection, doc_id)
+        if expect is None:
+            selector: qm.PointIdsList | qm.FilterSelector = qm.PointIdsList(points=[point_id])
+        else:
+            selector = qm.FilterSelector(
+                filter=qm.Filter(
+                    must=[
+                        qm.HasIdCondition(has_id=[point_id]),
+                        qm.FieldCondition(key="revision", match=qm.MatchValue(value=expect)),
+                    ]
+                )
+            )
+        self._client.delete(self.name, points_selector=selector, wait=True)
+        if expect is not None:
+            now = self._current_revision(collection, doc_id)
+            if now:
+                raise WriteConflict(
+                    f"document {doc_id!r} is at revision {now}, not {expect}: another writer replaced it"
+                )
         return self._bump()
 
     def deleted_revision(self, collection: str, doc_id: str) -> int:

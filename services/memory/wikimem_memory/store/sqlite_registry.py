@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .base import LEGACY_EMBEDDING_MODEL, LEGACY_EMBEDDING_MODEL_ADOPTED, DocRecord, next_generation
+from .base import LEGACY_EMBEDDING_MODEL, LEGACY_EMBEDDING_MODEL_ADOPTED, DocRecord, WriteConflict, next_generation
 
 log = logging.getLogger("wikimem.memory.registry")
 
@@ -91,10 +91,22 @@ class SqliteRegistry:
         self._db.execute("UPDATE meta SET value=? WHERE key='generation'", (self._generation,))
         return self._generation
 
-    def put(self, record: DocRecord, text: str) -> int:
+    def _check(self, collection: str, doc_id: str, expect: int | None) -> None:
+        """Inside the write transaction: the compare of a compare-and-set (see Registry.put)."""
+        if expect is None:
+            return
+        row = self._db.execute(
+            "SELECT revision FROM documents WHERE collection=? AND doc_id=?", (collection, doc_id)
+        ).fetchone()
+        current = int(row[0]) if row else 0
+        if current != expect:
+            raise WriteConflict(f"document {doc_id!r} is at revision {current}, not {expect}")
+
+    def put(self, record: DocRecord, text: str, expect: int | None = None) -> int:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._check(record.collection, record.doc_id, expect)
                 self._db.execute(
                     "INSERT OR REPLACE INTO documents (collection, doc_id, revision, record, text) VALUES (?,?,?,?,?)",
                     (record.collection, record.doc_id, record.revision, json.dumps(record.to_json()), text),
@@ -108,10 +120,11 @@ class SqliteRegistry:
             self._revisions[(record.collection, record.doc_id)] = record.revision
             return generation
 
-    def delete(self, collection: str, doc_id: str) -> int:
+    def delete(self, collection: str, doc_id: str, expect: int | None = None) -> int:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._check(collection, doc_id, expect)
                 row = self._db.execute(
                     "SELECT revision FROM documents WHERE collection=? AND doc_id=?", (collection, doc_id)
                 ).fetchone()
