@@ -24,6 +24,8 @@ SUITES: dict[str, str] = {
     "latency": "latency",  # ask p50/p99 cold and cached on the 18F handbook; services vs one process; ingest
     "scale": "scale",  # query latency at 10k / 100k / 1M synthetic chunks
     "peer": "peer",  # the same questions through a Haystack pipeline
+    "wiki-qa": "wiki_qa",  # paraphrased employee questions over real handbooks (dev split unless told)
+    "load": "load",  # 32 clients asking and editing for 2 min: errors by code, stale, unreranked, p50/p99
 }
 
 
@@ -35,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="../shared/data")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
+    parser.add_argument(
+        "--wiki-qa-split",
+        choices=("dev", "test"),
+        default=None,
+        help="wiki-qa: the question split (default dev, or $WIKIMEM_BENCH_WIKIQA_SPLIT); every test run is logged",
+    )
     args = parser.parse_args(argv)
+    if args.wiki_qa_split:
+        os.environ["WIKIMEM_BENCH_WIKIQA_SPLIT"] = args.wiki_qa_split
     if args.list:
         for name in SUITES:
             print(name)

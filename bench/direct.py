@@ -128,7 +128,7 @@ class DirectStack:
                 self.methods[name] = _methods(register)
             peers = dict(self.methods)
             original = orchestrator_server.GrpcBackends
-            orchestrator_server.GrpcBackends = lambda _cfg: DirectBackends(peers)  # type: ignore[assignment,misc,return-value]
+            orchestrator_server.GrpcBackends = lambda _cfg: DirectBackends(peers)  # type: ignore[assignment,misc]
             try:
                 register, close = orchestrator_server.build()
             finally:

@@ -3,7 +3,9 @@
 kubernetes-validate says each object is well formed; this says the objects do what the chart promises: gRPC probes on
 every service, non-root and read-only pods, metrics announced, HPAs for the stateless services only, a
 PodDisruptionBudget and a NetworkPolicy for every workload, internal services reachable only from their callers,
-and the Qdrant and Redis settings that reach memory.
+the Qdrant and Redis settings that reach memory, and the secure defaults: mutual TLS between the services in both
+renders (certificates from the Secret, TLS probes with the environment the health check needs), authentication
+at the orchestrator in the production values, round-robin channels with headless Services.
 
 usage: check_chart.py default.yaml production.yaml
 """
@@ -69,7 +71,7 @@ def check_render(objs: list[Obj], f: Failures, production: bool) -> None:
     configmaps = of_kind(objs, "ConfigMap")
     name = RELEASE  # the release is called wikimem, so the objects are wikimem-<service>
     f.check(sorted(deployments) == sorted(f"{name}-{s}" for s in SERVICES), f"Deployments: {sorted(deployments)}")
-    tls = production
+    public_tls = production  # the production example has TLS on the public port; internal mutual TLS is the default
 
     for svc in SERVICES:
         d = deployments.get(f"{name}-{svc}")
@@ -79,9 +81,11 @@ def check_render(objs: list[Obj], f: Failures, production: bool) -> None:
         spec = pod["spec"]
         (c,) = spec["containers"]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        tls = public_tls if svc == "orchestrator" else True  # does this service's own port speak TLS
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             if tls:  # the kubelet's gRPC probe speaks no TLS: the image's health check runs instead
                 ok = c.get(probe, {}).get("exec", {}).get("command") == ["python", "/opt/wikimem/healthcheck.py"]
+                ok = ok and int(c[probe].get("timeoutSeconds", 1)) >= 10  # it starts a Python process
             else:
                 ok = c.get(probe, {}).get("grpc", {}).get("port") == ports.get("grpc")
             f.check(ok, f"{svc}: {probe} is not {'the TLS health check' if tls else 'a gRPC probe'}: {c.get(probe)}")
@@ -102,13 +106,27 @@ def check_render(objs: list[Obj], f: Failures, production: bool) -> None:
         f.check(int(spec["terminationGracePeriodSeconds"]) > float(env.get("WIKIMEM_DRAIN_GRACE_S", "inf")),
                 f"{svc}: the pod is killed before its drain ends")
         f.check(env.get("WIKIMEM_DRAIN_GRACE_S") == "30", f"{svc}: WIKIMEM_DRAIN_GRACE_S")
-        if tls:
-            f.check(all(str(env.get(f"WIKIMEM_INTERNAL_{k}", "")).startswith("/etc/wikimem/tls-internal/")
-                        for k in ("CA", "CERT", "KEY")), f"{svc}: internal TLS settings")
-            mounts = {m["mountPath"] for m in c["volumeMounts"]}
-            f.check("/etc/wikimem/tls-internal" in mounts, f"{svc}: internal TLS secret not mounted")
-        if svc == "orchestrator" and tls:
+        # mutual TLS between the services, on by default: every service (the orchestrator as a client) gets the
+        # three variables, pointing into the mounted Secret; the health check learns the service from WIKIMEM_SERVICE
+        f.check(env.get("WIKIMEM_SERVICE") == svc, f"{svc}: WIKIMEM_SERVICE {env.get('WIKIMEM_SERVICE')}")
+        internal = {k: env.get(f"WIKIMEM_INTERNAL_{k}") for k in ("CA", "CERT", "KEY")}
+        f.check(internal == {"CA": "/etc/wikimem/tls-internal/ca.crt", "CERT": "/etc/wikimem/tls-internal/tls.crt",
+                             "KEY": "/etc/wikimem/tls-internal/tls.key"}, f"{svc}: internal TLS settings {internal}")
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mount = mounts.get("/etc/wikimem/tls-internal", {})
+        secret = volumes.get(mount.get("name", ""), {}).get("secret", {})
+        f.check(mount.get("readOnly") is True and secret.get("secretName") == f"{name}-internal-tls",
+                f"{svc}: internal TLS Secret not mounted read-only from {name}-internal-tls: {mount} {secret}")
+        # round robin over the pods of a headless Service, for the services that call peers
+        want_lb = "round_robin" if production and svc in ("orchestrator", "memory") else None
+        f.check(env.get("WIKIMEM_GRPC_LB") == want_lb, f"{svc}: WIKIMEM_GRPC_LB {env.get('WIKIMEM_GRPC_LB')}")
+        if svc == "orchestrator" and public_tls:
             f.check(env.get("WIKIMEM_TLS_CERT") == "/etc/wikimem/tls-public/tls.crt", "orchestrator: public TLS")
+            f.check(env.get("WIKIMEM_HEALTHCHECK_CA") == "/etc/wikimem/tls-public/ca.crt",
+                    f"orchestrator: the TLS probe has no CA: {env.get('WIKIMEM_HEALTHCHECK_CA')}")
+        if svc == "orchestrator" and not public_tls:
+            f.check("WIKIMEM_TLS_CERT" not in env and "WIKIMEM_HEALTHCHECK_CA" not in env, "orchestrator: public TLS")
         if svc == "orchestrator":
             for peer in ("EMBEDDER", "MEMORY", "RERANKER", "READER"):
                 f.check(f"WIKIMEM_{peer}_ADDR" in env, f"orchestrator: no WIKIMEM_{peer}_ADDR")
@@ -121,6 +139,15 @@ def check_render(objs: list[Obj], f: Failures, production: bool) -> None:
                     and env.get("WIKIMEM_API_KEYS_FILE") == "/etc/wikimem/auth/api-keys/api-keys.json"
                 )
                 f.check(auth_ok, "orchestrator: auth settings")
+                keys = mounts.get("/etc/wikimem/auth/api-keys", {})
+                source = volumes.get(keys.get("name", ""), {}).get("secret", {})
+                f.check(keys.get("readOnly") is True and source.get("secretName") == "wikimem-api-keys",
+                        f"orchestrator: API keys Secret not mounted: {keys} {source}")
+            else:  # the dev default: auth off (the chart refuses to expose it outside the cluster so)
+                f.check(not any(k.startswith(("WIKIMEM_AUTH", "WIKIMEM_JWT", "WIKIMEM_JWKS", "WIKIMEM_API_KEYS"))
+                                for k in env), "orchestrator: auth settings in the default values")
+                f.check(of_kind(objs, "Service")[f"{name}-orchestrator"]["spec"]["type"] == "ClusterIP",
+                        "orchestrator: exposed outside the cluster without auth")
         if svc in ("orchestrator", "memory"):
             if production:
                 sentinels = str(env.get("WIKIMEM_REDIS_SENTINELS", "")).split(",")

@@ -60,8 +60,10 @@ refuse "cannot exceed the Qdrant nodes" --set memory.qdrant.replicationFactor=2
 refuse "must be between 1 and memory.qdrant.replicationFactor" --set qdrant.replicaCount=3 \
   --set memory.qdrant.replicationFactor=2 --set memory.qdrant.writeConsistencyFactor=3
 refuse "memory.replicaCount must be 1" --set memory.backend=edge --set memory.replicaCount=2
-refuse "tls.internal.enabled needs tls.internal.existingSecret or tls.internal.perService.embedder" \
-  --set tls.internal.enabled=true --set tls.internal.perService.orchestrator=o
+refuse "exposes the orchestrator outside the cluster, but auth.enabled=false" \
+  --set orchestrator.service.type=LoadBalancer
+refuse "exposes the orchestrator outside the cluster, but auth.enabled=false" \
+  -f "$CHART/values-production.yaml" --set auth.enabled=false
 refuse "tls.public.enabled needs tls.public.existingSecret" --set tls.public.enabled=true
 refuse "auth.enabled needs" --set auth.enabled=true
 refuse "needs auth.jwt.issuer and auth.jwt.audience" --set auth.enabled=true --set auth.jwks.url=https://idp/certs \
@@ -84,6 +86,9 @@ shapes=(
   "--set auth.enabled=true --set auth.apiKeys.existingSecret=k --set tls.internal.enabled=true
    --set tls.internal.existingSecret=t --set tls.internal.perService.memory=m"
   "--set auth.enabled=true --set auth.jwks.existingSecret=j --set auth.jwt.issuer=i --set auth.jwt.audience=a"
+  "--set tls.internal.enabled=false --set orchestrator.service.type=NodePort --set auth.allowUnauthenticatedExposure=true"
+  "--set headlessInternalServices=true --set tls.public.enabled=true --set tls.public.existingSecret=p
+   --set tls.public.caKey="
 )
 for shape in "${shapes[@]}"; do
   # shellcheck disable=SC2086
@@ -95,4 +100,24 @@ for shape in "${shapes[@]}"; do
   done
 done
 echo "${#shapes[@]} other value sets ok"
+
+echo "== the secure defaults follow the values"
+# shellcheck disable=SC2016
+expect() {  # expect "what" "grep -E pattern" [count] helm-args...: the render of helm-args has (count) matching lines
+  local what="$1" pattern="$2" count="$3"; shift 3
+  local got
+  got="$("$HELM" template wikimem "$CHART" "$@" | grep -cE -- "$pattern" || true)"
+  if [[ $got != "$count" ]]; then echo "FAIL: $what: $got lines match '$pattern', expected $count ($*)"; exit 1; fi
+}
+expect "plaintext opt-out: no internal TLS settings" 'WIKIMEM_INTERNAL_' 0 --set tls.internal.enabled=false
+expect "plaintext opt-out: gRPC probes on all five" '^ +grpc:$' 15 --set tls.internal.enabled=false
+expect "per-service Secret" 'secretName: m$' 1 --set tls.internal.perService.memory=m
+expect "existingSecret names the Secret of all five" 'secretName: t$' 5 --set tls.internal.existingSecret=t
+expect "round robin only with headless Services, on the two callers" 'WIKIMEM_GRPC_LB: "round_robin"' 2 \
+  --set headlessInternalServices=true
+expect "public CA for the TLS probe" 'WIKIMEM_HEALTHCHECK_CA: "/etc/wikimem/tls-public/ca.crt"' 1 \
+  --set tls.public.enabled=true --set tls.public.existingSecret=p
+expect "no CA for the TLS probe of a publicly trusted certificate" 'WIKIMEM_HEALTHCHECK_CA' 0 \
+  --set tls.public.enabled=true --set tls.public.existingSecret=p --set tls.public.caKey=
+echo "secure defaults ok"
 echo "helm-lint: ok"

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2_grpc
 
+from wikimem_contract import metadata
 from wikimem_contract.v1 import common_pb2, rag_pb2, rag_pb2_grpc
 
 
@@ -38,6 +39,10 @@ class FakeRag(rag_pb2_grpc.RagServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "question must not be empty")
         if "BROKEN" in question:
             context.abort(grpc.StatusCode.UNAVAILABLE, "reader unavailable: connection refused")
+        if "BUSY" in question:  # admission control's answer; "BUSY-NOHINT": without the retry hint
+            if "NOHINT" not in question:
+                context.set_trailing_metadata(((metadata.RETRY_AFTER_MS, "2500"),))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "orchestrator is at capacity (4 calls running, 4 queued)")
         words = set(question.lower().strip("?").split())
         with self.lock:
             for (_, collection), (doc, text) in sorted(self.docs.items()):

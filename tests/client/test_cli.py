@@ -150,6 +150,21 @@ def test_ask_errors(capsys: pytest.CaptureFixture[str], fake_server: FakeServer)
     # the orchestrator is up but a service behind it is not: still exit 3, with the server's reason
     code, _, err = run(capsys, "ask", "BROKEN?", "--addr", fake_server.address)
     assert code == 3 and "is up but cannot answer: reader unavailable" in err
+    # admission control refused it: the server's retry hint, not a bare status name
+    code, _, err = run(capsys, "ask", "BUSY?", "--addr", fake_server.address)
+    assert code == 1 and "server busy, retry in 2.5 s: orchestrator is at capacity" in err
+    code, _, err = run(capsys, "ask", "BUSY-NOHINT?", "--addr", fake_server.address)
+    assert code == 1 and "server busy: orchestrator is at capacity" in err
+
+
+def test_ask_json_lines_carry_the_retry_hint(
+    capsys: pytest.CaptureFixture[str], fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("BUSY?\n"))
+    code, out, _ = run(capsys, "ask", "--json", "-", "--addr", fake_server.address)
+    assert code == 1
+    error = json.loads(out)["error"]
+    assert error["code"] == "RESOURCE_EXHAUSTED" and error["retry_after_s"] == 2.5
 
 
 def test_ask_json_lines_from_stdin(

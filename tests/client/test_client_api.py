@@ -13,6 +13,7 @@ from wikimem import (
     AsyncWikimemClient,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
     UnavailableError,
     WikimemClient,
     WikimemError,
@@ -114,6 +115,30 @@ def test_errors_map_to_subclasses(fake_server: FakeServer, dead_address: str) ->
     with WikimemClient(dead_address, timeout=5) as client, pytest.raises(UnavailableError) as unavailable:
         client.ask("hello?")
     assert unavailable.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_resource_exhausted_carries_the_retry_hint(fake_server: FakeServer) -> None:
+    """The server's trailing `retry-after-ms` reaches the caller as seconds (sync, streaming and async)."""
+    with WikimemClient(fake_server.address) as client:
+        with pytest.raises(ResourceExhaustedError) as busy:
+            client.ask("BUSY?")
+        assert busy.value.retry_after_s == 2.5 and "at capacity" in busy.value.message
+        with pytest.raises(ResourceExhaustedError) as streamed:
+            list(client.ask_stream("BUSY?"))
+        assert streamed.value.retry_after_s == 2.5
+        with pytest.raises(ResourceExhaustedError) as no_hint:
+            client.ask("BUSY-NOHINT?")
+        assert no_hint.value.retry_after_s is None
+
+    async def scenario() -> float | None:
+        async with AsyncWikimemClient(fake_server.address) as client:
+            try:
+                await client.ask("BUSY?")
+            except ResourceExhaustedError as exc:
+                return exc.retry_after_s
+        raise AssertionError("not refused")
+
+    assert asyncio.run(scenario()) == 2.5
 
 
 def test_default_address_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

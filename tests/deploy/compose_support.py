@@ -119,15 +119,37 @@ def ensure_engine(pidfile: Path) -> tuple[Engine | None, str]:
     return Engine(started_pid=pid, output=proc.stdout.strip()), ""
 
 
-class ComposeStack:
-    """One compose project of docker-compose.yml (its own name, volumes and a free local port)."""
+@dataclass(frozen=True)
+class DevSecrets:
+    """What deploy/docker/dev-secrets.py made: the folder (WIKIMEM_SECRETS) and the admin API key."""
 
-    def __init__(self, project: str, port: int, env_file: Path | None = None) -> None:
+    directory: Path
+    api_key: str
+
+
+def dev_secrets(directory: Path) -> DevSecrets:
+    """A fresh set of development secrets (internal PKI, API-keys file) in `directory`."""
+    run([sys.executable, str(DOCKER_DIR / "dev-secrets.py"), "--out", str(directory)], timeout=120)
+    key = (directory / "admin.key").read_text(encoding="utf-8").strip()
+    assert key.startswith("wmk_"), "dev-secrets.py wrote no API key"
+    return DevSecrets(directory, key)
+
+
+class ComposeStack:
+    """One compose project of docker-compose.yml (its own name, volumes and a free local port; `secrets`: the
+    folder of dev-secrets.py that the services mount)."""
+
+    def __init__(
+        self, project: str, port: int, env_file: Path | None = None, secrets: DevSecrets | None = None
+    ) -> None:
         self.project = project
         self.port = port
         self.address = f"127.0.0.1:{port}"
         self.env_file = env_file
+        self.api_key = secrets.api_key if secrets is not None else None
         self.env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "WIKIMEM_PORT": str(port)}
+        if secrets is not None:
+            self.env["WIKIMEM_SECRETS"] = str(secrets.directory)
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         base = [*compose_command(), "--project-name", self.project]
@@ -175,18 +197,67 @@ class ComposeStack:
         return proc.stdout.split()
 
 
-def wikimem(address: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """The client CLI against the stack (--addr after the command, like every other option)."""
+def wikimem(
+    address: str, *args: str, api_key: str | None = None, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The client CLI against the stack (--addr after the command, like every other option); the API key goes in
+    WIKIMEM_API_KEY (not on the command line), and no credential of the caller's environment is passed on."""
     command, *rest = args
-    return run([wikimem_cli(), command, "--addr", address, *rest], timeout=timeout)
+    env = {k: v for k, v in os.environ.items() if k not in ("WIKIMEM_API_KEY", "WIKIMEM_TOKEN")}
+    if api_key is not None:
+        env["WIKIMEM_API_KEY"] = api_key
+    return run([wikimem_cli(), command, "--addr", address, *rest], env=env, timeout=timeout, check=check)
 
 
-def ask_json(address: str, question: str, *flags: str) -> dict[str, Any]:
-    proc = wikimem(address, "ask", "--json", *flags, question)
+def ask_json(address: str, question: str, *flags: str, api_key: str | None = None) -> dict[str, Any]:
+    proc = wikimem(address, "ask", "--json", *flags, question, api_key=api_key)
     return dict(json.loads(proc.stdout))
 
 
-def docs(address: str) -> dict[str, dict[str, Any]]:
-    proc = wikimem(address, "docs", "--json")
+def docs(address: str, api_key: str | None = None) -> dict[str, dict[str, Any]]:
+    proc = wikimem(address, "docs", "--json", api_key=api_key)
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return {row["doc_id"]: row for row in rows}
+
+
+#: Run with the image's Python inside a container on the compose network: one call to each internal service
+#: (health Check; memory also Stats) per mode, printing {"<service>/<mode>": status or gRPC code} as JSON.
+#: Modes: plaintext; tls-no-cert (TLS, trusting the internal CA from $PROBE_CA_PEM, no client certificate);
+#: mtls (the certificate mounted at /run/secrets/wikimem, as the services use it).
+INTERNAL_PROBE = """
+import json, os, sys
+from pathlib import Path
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from wikimem_contract.v1 import memory_pb2, memory_pb2_grpc
+secrets = Path("/run/secrets/wikimem")
+ports = {"embedder": 50052, "memory": 50053, "reranker": 50054, "reader": 50055}
+out = {}
+for mode in sys.argv[1:]:
+    if mode == "mtls":
+        creds = grpc.ssl_channel_credentials(
+            (secrets / "ca.pem").read_bytes(), (secrets / "tls.key").read_bytes(), (secrets / "tls.crt").read_bytes())
+    elif mode == "tls-no-cert":
+        creds = grpc.ssl_channel_credentials(os.environ["PROBE_CA_PEM"].encode())
+    for name, port in ports.items():
+        target = f"{name}:{port}"
+        channel = grpc.insecure_channel(target) if mode == "plaintext" else grpc.secure_channel(target, creds)
+        health, memory = health_pb2_grpc.HealthStub(channel), memory_pb2_grpc.MemoryStub(channel)
+        calls = [("health", health.Check, health_pb2.HealthCheckRequest())]
+        if name == "memory":
+            calls.append(("stats", memory.Stats, memory_pb2.StatsRequest()))
+        for call, method, request in calls:
+            try:
+                method(request, timeout=10)
+                out[f"{name}.{call}/{mode}"] = "OK"
+            except grpc.RpcError as exc:
+                out[f"{name}.{call}/{mode}"] = exc.code().name
+        channel.close()
+print(json.dumps(out))
+"""
+
+
+def probe_internal(cmd_prefix: Sequence[str], *modes: str) -> dict[str, str]:
+    """INTERNAL_PROBE run by `cmd_prefix` (a `docker exec ID` or a `docker run ... IMAGE`)."""
+    proc = run([*cmd_prefix, "python", "-c", INTERNAL_PROBE, *modes], timeout=180)
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

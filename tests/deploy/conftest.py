@@ -7,8 +7,11 @@ missing, and the tests skip only where that is impossible (not root, no apt-get)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from .compose_support import DOCKER_DIR, Engine, ensure_engine, run
 
 SKIP_REASON = (
     "the compose tests build images and start containers (minutes); they run with `make compose-test` "
@@ -26,3 +29,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("compose") is not None:
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A docker daemon (installed and started where missing; stopped again at the end if this started it)."""
+    found, reason = ensure_engine(tmp_path_factory.mktemp("engine") / "dockerd.pid")
+    if found is None:
+        pytest.skip(f"no container engine can be installed here: {reason}")
+    print(f"\n{found.output}")
+    try:
+        yield found
+    finally:
+        found.stop_if_started()
+
+
+@pytest.fixture(scope="session")
+def images(engine: Engine) -> str:
+    """Build every image with deploy/docker/build.sh; its report (build time and size per image)."""
+    proc = run([str(DOCKER_DIR / "build.sh")], timeout=1800)
+    print(f"\n== deploy/docker/build.sh\n{proc.stdout}")
+    return proc.stdout

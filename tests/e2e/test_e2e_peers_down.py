@@ -1,4 +1,5 @@
-"""A peer going down: the reranker degrades to vector order; the others give UNAVAILABLE naming the peer."""
+"""A peer going down: UNAVAILABLE naming the peer; the reranker degrades to vector order only by policy
+(WIKIMEM_ON_RERANK_OVERLOAD=degrade)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,33 @@ def small_system(tmp_path: Path) -> Iterator[System]:
         running.close()
 
 
-def test_reranker_down_degrades_to_vector_order(small_system: System) -> None:
-    small_system.stop("reranker")
-    with WikimemClient(small_system.address, timeout=60) as client:
+@pytest.fixture
+def degrading_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[System]:
+    monkeypatch.setenv("WIKIMEM_ON_RERANK_OVERLOAD", "degrade")
+    running = start_system(tmp_path / "data")
+    try:
+        with WikimemClient(running.address) as client:
+            put_folder(client, EXAMPLES)
+        yield running
+    finally:
+        running.close()
+
+
+def test_reranker_down_degrades_to_vector_order_by_policy(degrading_system: System) -> None:
+    degrading_system.stop("reranker")
+    with WikimemClient(degrading_system.address, timeout=60) as client:
         answer = client.ask(QUESTION, no_cache=True)
     assert not answer.reranked
-    assert any("reranker" in w for w in answer.warnings)
+    assert any("reranker" in w and "WIKIMEM_ON_RERANK_OVERLOAD=degrade" in w for w in answer.warnings)
     assert "TunnelKit" in answer.answer and answer.citations[0].doc_id == "vpn.md"
+
+
+def test_reranker_down_fails_the_ask_by_default(small_system: System) -> None:
+    address = small_system.handles["reranker"].address
+    small_system.stop("reranker")
+    with WikimemClient(small_system.address, timeout=60) as client, pytest.raises(UnavailableError) as err:
+        client.ask(QUESTION, no_cache=True)
+    assert "reranker" in err.value.message and address in err.value.message
 
 
 @pytest.mark.parametrize("peer", ["reader", "memory", "embedder"])

@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from wikimem_common.errors import Aborted, ServiceError
+from wikimem_common.redis_target import RedisTarget
 from wikimem_common.timing import Timings
 from wikimem_memory.coordination import Coordinator, LocalCoordinator, RedisCoordinator, RedisSettings
 from wikimem_memory.embedding import EmbedderClient, Embeddings
@@ -79,7 +80,7 @@ def shared_store() -> Iterator[SharedStore]:
 
 
 def redis_coordinator(url: str, lease_ms: int = 15_000) -> RedisCoordinator:
-    return RedisCoordinator(RedisSettings(url=url, prefix="test:memory", lease_ms=lease_ms))
+    return RedisCoordinator(RedisSettings(RedisTarget(url=url), prefix="test:memory", lease_ms=lease_ms))
 
 
 @dataclass
@@ -169,7 +170,7 @@ def test_replicas_coordinated_through_redis_keep_every_guarantee(
         assert len(revs) == len(set(revs)), f"{doc}: a revision was acked twice: {sorted(revs)}"
     # Every replica sees the same current revision, and it is the newest acked one unless deleted after it.
     for doc in DOCS:
-        seen = {r.registry.get(COLLECTION, doc).revision if r.registry.get(COLLECTION, doc) else 0 for r in replicas}
+        seen = {getattr(r.registry.get(COLLECTION, doc), "revision", 0) for r in replicas}
         assert len(seen) == 1
 
 

@@ -278,7 +278,7 @@ class FakeReader(reader_pb2_grpc.ReaderServicer):
     ) -> Iterator[reader_pb2.ReadStreamResponse]:
         self.calls.add("read_stream", request)
         result = self._read(request.question, list(request.passages))
-        if result.answers:
+        if result.answers and (request.options.max_answers <= 1 or result.answers[0].generated):
             text = result.answers[0].text
             half = len(text) // 2
             yield reader_pb2.ReadStreamResponse(delta=text[:half])

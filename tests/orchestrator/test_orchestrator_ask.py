@@ -105,7 +105,19 @@ def test_memory_down_with_cache_is_unavailable(orch: Orchestrator, peers: Peers)
     assert err.code() == grpc.StatusCode.UNAVAILABLE and f"memory service at {address}" in err.details()
 
 
-def test_reranker_down_degrades_to_vector_order(orch: Orchestrator, peers: Peers) -> None:
+def test_reranker_down_fails_the_ask_by_default(orch: Orchestrator, peers: Peers) -> None:
+    orch.put("it/handbook.md", HANDBOOK)
+    address = peers.address("reranker")
+    peers.stop("reranker")
+    err = _status(lambda: orch.ask(VPN_Q))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"reranker service at {address}" in err.details() and "WIKIMEM_ON_RERANK_OVERLOAD=fail" in err.details()
+
+
+def test_reranker_down_degrades_to_vector_order_by_policy(
+    make_orchestrator: Callable[..., Orchestrator], peers: Peers
+) -> None:
+    orch = make_orchestrator(on_rerank_overload="degrade")
     orch.put("it/handbook.md", HANDBOOK)
     address = peers.address("reranker")
     peers.stop("reranker")
@@ -113,6 +125,7 @@ def test_reranker_down_degrades_to_vector_order(orch: Orchestrator, peers: Peers
     assert reply.answer == "VPN-42" and not reply.abstained
     assert reply.reranked is False
     assert len(reply.warnings) == 1 and "reranker unavailable" in reply.warnings[0] and address in reply.warnings[0]
+    assert "degraded answer, WIKIMEM_ON_RERANK_OVERLOAD=degrade" in reply.warnings[0]
     # a degraded answer is not cached: the next one is computed again
     again = orch.ask(VPN_Q)
     assert not again.cached and not again.reranked
@@ -163,7 +176,7 @@ def test_ask_stream_deltas_then_result(orch: Orchestrator) -> None:
     events = list(orch.stub.AskStream(request, timeout=30))
     deltas = [e.delta for e in events if e.WhichOneof("event") == "delta"]
     results = [e.result for e in events if e.WhichOneof("event") == "result"]
-    assert len(deltas) == 2 and "".join(deltas) == "VPN-42"
+    assert deltas and "".join(deltas) == "VPN-42"
     assert events[-1].WhichOneof("event") == "result" and len(results) == 1
     assert results[0].answer == "VPN-42" and not results[0].cached and results[0].citations
 

@@ -35,15 +35,17 @@ def test_put_passes_fields_through(orch: Orchestrator, peers: Peers) -> None:
     assert "total" in reply.timings_ms
 
     same = orch.put("hr/leave.md", "Leave is booked in the HR portal.", title="Leave", collection="hr",
-                    acl=["hr", "managers"])
+                    acl=["hr", "managers"], groups="hr")
     assert not same.changed and same.document.revision == 7
-    assert not peers.calls.last["upsert"].HasField("if_revision")
+    # the write carries the revision its ACL check saw: the document cannot change hands in between
+    assert peers.calls.last["upsert"].HasField("if_revision") and peers.calls.last["upsert"].if_revision == 7
 
 
 def test_write_errors_pass_through(orch: Orchestrator) -> None:
     orch.put("a.md", "one")
     err = _status(lambda: orch.put("a.md", "two", if_revision=5))
-    assert err.code() == grpc.StatusCode.ABORTED and err.details() == "a.md is at revision 1, not 5"
+    # (the orchestrator's own check answers: it reads the document before a write; see documents.py)
+    assert err.code() == grpc.StatusCode.ABORTED and "'a.md' is at revision 1, not 5" in err.details()
     err = _status(lambda: orch.put("a.md", "two", revision=1))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "not greater than 1" in err.details()
     err = _status(lambda: orch.put(" ", "text"))

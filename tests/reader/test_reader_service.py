@@ -177,6 +177,21 @@ def test_stream_yields_delta_then_result(stub: reader_pb2_grpc.ReaderStub) -> No
     assert len(events) == 1 and events[0].result.abstained
 
 
+def test_stream_of_several_candidates_sends_no_delta(stub: reader_pb2_grpc.ReaderStub) -> None:
+    """Asked for candidates (the orchestrator's answer policy), the span reader streams none of them: the caller
+    decides which, if any, answers."""
+    request = reader_pb2.ReadStreamRequest(
+        question="Where is the Eiffel Tower located?",
+        passages=[reader_pb2.ReadPassage(id="a", text=EIFFEL), reader_pb2.ReadPassage(id="b", text=LASAGNA)],
+        options=reader_pb2.ReadOptions(max_answers=5, no_answer_threshold=-1.0e4),
+    )
+    events = list(stub.ReadStream(request))
+    assert [e.WhichOneof("event") for e in events] == ["result"]
+    answers = events[0].result.answers
+    assert len(answers) >= 2 and "Paris" in answers[0].text
+    assert {a.passage_index for a in answers} == {0, 1}  # threshold off: the unrelated passage's spans come too
+
+
 @pytest.mark.parametrize(
     ("question", "texts", "options", "fragment"),
     [

@@ -9,6 +9,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from wikimem.credentials import credential_metadata
 from wikimem.errors import from_rpc_error
 from wikimem.models import (
     CHANNEL_OPTIONS,
@@ -26,6 +27,7 @@ from wikimem.models import (
     put_result_from_proto,
     source_from_proto,
 )
+from wikimem.transport import open_aio_channel
 from wikimem_contract.v1 import rag_pb2, rag_pb2_grpc
 
 
@@ -36,13 +38,23 @@ class AsyncWikimemClient:
     """
 
     def __init__(
-        self, address: str | None = None, groups: Iterable[str] | None = None, timeout: float | None = 60.0
+        self,
+        address: str | None = None,
+        groups: Iterable[str] | None = None,
+        timeout: float | None = 60.0,
+        *,
+        tls: bool | None = None,
+        ca_file: str | None = None,
+        token: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.address = address or default_address()
         self.groups = [g for g in (groups or ()) if g]
         self.timeout = timeout
-        self._metadata = groups_metadata(self.groups)
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        # credential: `token` (OIDC/JWT bearer) or `api_key`, else $WIKIMEM_TOKEN / $WIKIMEM_API_KEY (credentials.py)
+        self._metadata = groups_metadata(self.groups) + credential_metadata(token, api_key)
+        # TLS: `tls=True` or a `ca_file` (else $WIKIMEM_TLS / $WIKIMEM_CA_FILE); plaintext otherwise
+        self._channel = open_aio_channel(self.address, CHANNEL_OPTIONS, tls=tls, ca_file=ca_file)
         self._stub = rag_pb2_grpc.RagStub(self._channel)
 
     async def __aenter__(self) -> AsyncWikimemClient:

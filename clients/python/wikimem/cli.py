@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -16,7 +17,13 @@ from typing import Any, TextIO
 from wikimem import ingest as ingest_mod
 from wikimem import sync as sync_mod
 from wikimem.client import WikimemClient
-from wikimem.errors import InvalidArgumentError, UnavailableError, UnimplementedError, WikimemError
+from wikimem.errors import (
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    UnavailableError,
+    UnimplementedError,
+    WikimemError,
+)
 from wikimem.models import Answer, Citation, answer_to_dict, default_address, document_to_dict
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -36,7 +43,10 @@ def _split_groups(values: Sequence[str] | None) -> list[str]:
 
 
 def _client(args: argparse.Namespace) -> WikimemClient:
-    return WikimemClient(address=args.addr, groups=_split_groups(args.groups), timeout=args.timeout)
+    return WikimemClient(
+        address=args.addr, groups=_split_groups(args.groups), timeout=args.timeout, tls=args.tls, ca_file=args.ca_file,
+        token=args.token, api_key=args.api_key,
+    )
 
 
 def _unavailable(client: WikimemClient, exc: UnavailableError) -> CliError:
@@ -55,8 +65,17 @@ def _error(client: WikimemClient, exc: WikimemError) -> CliError:
         return CliError(
             f"the server at {client.address} is not a wikimem orchestrator ({exc.message})", EXIT_UNAVAILABLE
         )
+    if isinstance(exc, ResourceExhaustedError):
+        return CliError(f"{busy_line(exc.retry_after_s)}: {exc.message}", EXIT_FAILED)
     code = EXIT_USAGE if isinstance(exc, InvalidArgumentError) else EXIT_FAILED
     return CliError(f"{exc.code.name.lower()}: {exc.message}", code)
+
+
+def busy_line(retry_after_s: float | None) -> str:
+    """"server busy, retry in N s" from the server's hint (rounded up to a tenth of a second), or "server busy"."""
+    if retry_after_s is None:
+        return "server busy"
+    return f"server busy, retry in {math.ceil(retry_after_s * 10) / 10:g} s"
 
 
 def _json_line(obj: Any, out: TextIO) -> None:
@@ -193,12 +212,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 raise _error(client, exc) from None
             except WikimemError as exc:
                 failed += 1
+                retry = exc.retry_after_s if isinstance(exc, ResourceExhaustedError) else None
                 if args.json:
-                    _json_line(
-                        {"question": question, "error": {"code": exc.code.name, "message": exc.message}}, sys.stdout
-                    )
+                    error: dict[str, Any] = {"code": exc.code.name, "message": exc.message}
+                    if retry is not None:
+                        error["retry_after_s"] = retry
+                    _json_line({"question": question, "error": error}, sys.stdout)
                 else:
-                    print(f"Q: {question}\nerror: {exc.message}\n", flush=True)
+                    busy = isinstance(exc, ResourceExhaustedError)
+                    reason = f"{busy_line(retry)}: {exc.message}" if busy else exc.message
+                    print(f"Q: {question}\nerror: {reason}\n", flush=True)
                 continue
             if args.json:
                 _json_line(answer_to_dict(answer, question), sys.stdout)
@@ -308,7 +331,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     acl = _split_groups(args.acl)
     # documents restricted to --acl groups must stay visible to this sync, or it could neither see nor delete them
     groups = list(dict.fromkeys(_split_groups(args.groups) + acl))
-    with WikimemClient(address=args.addr, groups=groups, timeout=args.timeout) as client:
+    with WikimemClient(
+        address=args.addr, groups=groups, timeout=args.timeout, tls=args.tls, ca_file=args.ca_file,
+        token=args.token, api_key=args.api_key,
+    ) as client:
         try:
             mirror = sync_mod.Mirror(client, args.path, collection=args.collection, acl=acl, workers=args.workers)
             mirror.load_remote()
@@ -447,6 +473,27 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--addr", default=None, help=f"orchestrator address (default: $WIKIMEM_ADDR or {default_address()})"
+    )
+    common.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="connect with TLS (default: $WIKIMEM_TLS=1, or on when a CA file is given)",
+    )
+    common.add_argument(
+        "--ca-file",
+        default=None,
+        help="PEM file of the CA to trust; implies --tls (default: $WIKIMEM_CA_FILE, else the system's CAs)",
+    )
+    common.add_argument(
+        "--token",
+        default=None,
+        help="OIDC / JWT access token, sent as 'authorization: Bearer' (default: $WIKIMEM_TOKEN)",
+    )
+    common.add_argument(
+        "--api-key",
+        default=None,
+        help="service-account API key (default: $WIKIMEM_API_KEY); see docs/security.md",
     )
     common.add_argument(
         "--groups",

@@ -9,3 +9,5 @@ GROUPS = "x-wikimem-groups"
 AUTHORIZATION = "authorization"
 #: Service-account API key.
 API_KEY = "x-wikimem-api-key"
+#: Trailing metadata of a RESOURCE_EXHAUSTED answer: milliseconds after which a retry is likely to be admitted.
+RETRY_AFTER_MS = "retry-after-ms"

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from . import metrics
 from .errors import ResourceExhausted, Unavailable
 
 T = TypeVar("T")
@@ -45,6 +46,9 @@ class DynamicBatcher(Generic[T, R]):
         self._lock = threading.Lock()
         self._closed = False
         self.batches_run = 0
+        self._queue_gauge = metrics.QUEUE_ITEMS.labels(name)
+        self._batch_size = metrics.BATCH_SIZE.labels(name)
+        self._batch_seconds = metrics.BATCH_SECONDS.labels(name)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -61,6 +65,7 @@ class DynamicBatcher(Generic[T, R]):
                     f"{self._queued_items} items already queued (limit {self._max_queue}); retry later"
                 )
             self._queued_items += len(items)
+        self._queue_gauge.inc(len(items))
         self._queue.put(job)
         return job.future
 
@@ -117,9 +122,13 @@ class DynamicBatcher(Generic[T, R]):
         items: list[T] = [item for job in jobs for item in job.items]
         with self._lock:
             self._queued_items -= len(items)
+        self._queue_gauge.dec(len(items))
+        t0 = time.perf_counter()
         try:
             results = self._fn(items) if items else []
             self.batches_run += 1
+            self._batch_size.observe(len(items))
+            self._batch_seconds.observe(time.perf_counter() - t0)
         except BaseException as exc:
             for job in jobs:
                 job.future.set_exception(exc)

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from wikimem_contract import metadata
+
 log = logging.getLogger("wikimem.errors")
 
 
@@ -42,7 +44,13 @@ class Aborted(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
+    """Overloaded or rate limited; `retry_after_s` goes to the caller as trailing metadata (`retry-after-ms`)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(ServiceError):
@@ -72,6 +80,9 @@ def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     if _already_aborted(context):
         raise exc  # the method called context.abort() itself: keep its status
     if isinstance(exc, ServiceError):
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            context.set_trailing_metadata(((metadata.RETRY_AFTER_MS, str(max(1, round(retry_after * 1000)))),))
         context.abort(exc.code, exc.message)
     log.exception("unhandled error")
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

@@ -1,4 +1,7 @@
-"""Structured logs: one JSON object per line on stderr (WIKIMEM_LOG_FORMAT=text for humans)."""
+"""Structured logs: one JSON object per line on stderr (WIKIMEM_LOG_FORMAT=text for humans).
+
+A line written inside a traced call (tracing.py) carries the call's `trace_id` and `span_id`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import os
 import sys
 import time
 from typing import Any
+
+from opentelemetry import trace
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -25,6 +30,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = trace.format_trace_id(span.trace_id)
+            entry["span_id"] = trace.format_span_id(span.span_id)
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

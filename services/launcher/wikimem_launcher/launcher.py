@@ -4,16 +4,31 @@ Each service runs as its own process (`python -m wikimem_<name> --addr HOST:0 --
 order — embedder, reranker, reader, then memory (needs the embedder), then the orchestrator (needs all four) —
 with the discovered addresses handed to the dependants through their `WIKIMEM_<NAME>_ADDR` variables. Internal
 services bind port 0 (unless their variable is set), so two stacks with different WIKIMEM_ADDR / WIKIMEM_DATA do
-not clash. The launcher stays in the foreground; SIGINT/SIGTERM stops the children (SIGTERM, then SIGKILL after a
-grace period). If a child dies, the rest are stopped and the launcher exits non-zero naming it.
+not clash. The launcher stays in the foreground; SIGINT/SIGTERM stops the children: the orchestrator first (it
+drains its in-flight Asks, WIKIMEM_DRAIN_GRACE_S), then the rest; SIGKILL for whatever outlives the stop grace.
 
-`--in-process` runs the five servers as threads of one process instead (tests, split-overhead benchmarks).
+Mutual TLS between the services is on by default: at start the launcher writes a fresh internal CA and one
+certificate per service to DATA/tls (0600; the CA key is never written) and hands each child its
+WIKIMEM_INTERNAL_* variables, so an internal service refuses any caller without a certificate from that CA. Given
+WIKIMEM_INTERNAL_CA/CERT/KEY, those files are used instead; WIKIMEM_INTERNAL_TLS=0 turns it off (plaintext).
+
+A child that dies is restarted on the same address (so its peers reconnect) after an exponential backoff; its log
+is appended to, with a marker line. After WIKIMEM_RESTART_MAX_FAST crashes in a row, each within
+WIKIMEM_RESTART_STABLE_S of its start, the launcher gives up: it stops the rest and exits non-zero naming it.
+
+On an address other than loopback, the launcher warns on the terminal when authentication (WIKIMEM_AUTH) or TLS
+on the public port (WIKIMEM_TLS_CERT) is off.
+
+`--in-process` runs the five servers as threads of one process instead (tests, split-overhead benchmarks); each
+service gets a config object with its peers' addresses (the process environment is not touched).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
+import json
 import os
 import signal
 import socket
@@ -30,6 +45,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wikimem.models import default_address
+from wikimem_common import tls
+from wikimem_common.config import ConfigError
 
 #: Startup order; each tuple starts together, after the previous ones are SERVING.
 STAGES: tuple[tuple[str, ...], ...] = (("embedder", "reranker", "reader"), ("memory",), ("orchestrator",))
@@ -91,9 +108,22 @@ def check_port_free(address: str) -> None:
             ) from None
 
 
-def wait_serving(address: str, timeout: float = 1.0) -> bool:
+@dataclass(frozen=True)
+class HealthDialer:
+    """How the launcher dials its children's health service: plaintext, TLS (public port), mutual TLS (internal)."""
+
+    credentials: grpc.ChannelCredentials | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def channel(self, address: str) -> grpc.Channel:
+        if self.credentials is None:
+            return grpc.insecure_channel(address, options=list(self.options))
+        return grpc.secure_channel(address, self.credentials, options=list(self.options))
+
+
+def wait_serving(address: str, timeout: float = 1.0, dialer: HealthDialer | None = None) -> bool:
     """True once the gRPC health service at `address` answers SERVING."""
-    with grpc.insecure_channel(address) as channel:
+    with (dialer or HealthDialer()).channel(address) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:
@@ -134,6 +164,25 @@ def _command(python: str, args: list[str]) -> list[str]:
     return [python, *args]
 
 
+#: Values of WIKIMEM_INTERNAL_TLS that turn mutual TLS between the services off.
+_OFF = ("0", "false", "no", "off")
+_INTERNAL_VARS = ("WIKIMEM_INTERNAL_CA", "WIKIMEM_INTERNAL_CERT", "WIKIMEM_INTERNAL_KEY")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restart a crashed child after `backoff_s` * 2**(fast crashes in a row - 1), at most `backoff_max_s`; give up
+    after `max_fast` crashes in a row, each less than `stable_s` after its start."""
+
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_fast: int = 5
+    stable_s: float = 60.0
+
+    def delay(self, fast_crashes: int) -> float:
+        return float(min(self.backoff_max_s, self.backoff_s * 2 ** max(0, fast_crashes - 1)))
+
+
 @dataclass
 class Child:
     name: str
@@ -141,6 +190,30 @@ class Child:
     log_path: Path
     port_file: Path
     address: str = ""
+    #: The address it bound (what a restart binds again).
+    bound: str = ""
+    started_at: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    restarts: int = 0
+    fast_crashes: int = 0
+    #: Exit code of the last crash while a restart is pending or under way.
+    last_code: int | None = None
+    restart_at: float | None = None
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{code} ({signal.Signals(-code).name})"
+    return str(code)
+
+
+def _log_marker(log: Any, name: str, message: str, level: str = "info", **fields: Any) -> None:
+    """A JSON line like the services' own, so the log stays one object per line."""
+    entry = {"ts": round(time.time(), 3), "level": level, "service": name, "logger": "wikimem.launcher"}
+    entry.update(msg=message, **fields)
+    log.write((json.dumps(entry) + "\n").encode())
+    log.flush()
 
 
 @dataclass
@@ -151,12 +224,21 @@ class ProcessStack:
     data_dir: Path
     log_dir: Path
     start_timeout: float = 180.0
-    stop_grace: float = 10.0
+    stop_grace: float = 35.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     python: str = sys.executable
     on_ready: Callable[[str, str, Path], None] | None = None
+    #: Called with a line for the user when a child crashes, is restarted, or is given up on.
+    on_event: Callable[[str], None] | None = None
+    #: Where the generated internal PKI goes (None: no mutual TLS unless WIKIMEM_INTERNAL_* are in `env`).
+    tls_dir: Path | None = None
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
     children: dict[str, Child] = field(default_factory=dict)
     _interrupted: threading.Event = field(default_factory=threading.Event)
+    _stopping: bool = False
+    _child_tls: dict[str, dict[str, str]] = field(default_factory=dict)
+    _dialers: dict[str, HealthDialer] = field(default_factory=dict)
+    _run_dir: Path | None = None
 
     def interrupt(self) -> None:
         """Abort a `start()` in progress (safe from a signal handler)."""
@@ -167,10 +249,40 @@ class ProcessStack:
             return self.address
         return self.env.get(peer_env(name)) or "127.0.0.1:0"
 
-    def _spawn(self, name: str, run_dir: Path) -> Child:
+    def _setup_tls(self) -> None:
+        """Per-child WIKIMEM_INTERNAL_* variables and the launcher's own health-check credentials."""
+        given = [name for name in _INTERNAL_VARS if self.env.get(name)]
+        internal: tls.TlsConfig | None = None
+        try:
+            if given:
+                internal = tls.TlsConfig.from_env(self.env)  # all three, readable, key matching: or ConfigError
+            elif self.tls_dir is not None:
+                pki = tls.generate_dev_pki(self.tls_dir)
+                self._child_tls = {name: pki.env(name) for name in SERVICES}
+                internal = pki.config("launcher")
+            public = tls.TlsConfig.from_env({k: v for k, v in self.env.items() if k.startswith("WIKIMEM_TLS_")})
+            if public.public is not None:
+                # check the public port the way a client does: the CA it trusts (WIKIMEM_CA_FILE), else the
+                # certificate itself (self-signed), under the name in the certificate (we dial an IP)
+                roots = Path(self.env.get("WIKIMEM_CA_FILE") or public.public.cert).read_bytes()
+                host = tls.first_host(public.public.cert)
+                self._dialers[tls.PUBLIC_SERVICE] = HealthDialer(
+                    grpc.ssl_channel_credentials(roots), (("grpc.ssl_target_name_override", host),) if host else ()
+                )
+        except (ConfigError, OSError) as exc:
+            raise LaunchError("tls", str(exc)) from None
+        if internal is not None and internal.mutual:
+            credentials = tls.channel_credentials(internal)
+            options = tuple(tls.channel_options(internal))
+            for name in SERVICES:
+                if name != tls.PUBLIC_SERVICE:
+                    self._dialers[name] = HealthDialer(credentials, options)
+
+    def _spawn(self, name: str, run_dir: Path, previous: Child | None = None) -> Child:
         env = dict(self.env)
         env["WIKIMEM_DATA"] = str(self.data_dir)
         env.pop("WIKIMEM_LISTEN", None)
+        env.update(self._child_tls.get(name, {}))
         for other in SERVICES:
             child = self.children.get(other)
             if child is not None and child.address:
@@ -178,8 +290,22 @@ class ProcessStack:
         port_file = run_dir / f"{name}.port"
         port_file.unlink(missing_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        args = ["-m", f"wikimem_{name}", "--addr", self._bind_address(name), "--port-file", str(port_file)]
-        with log_path.open("wb") as log:
+        # a restart binds the address the crashed one had: its peers' channels reconnect to it
+        bind = previous.bound if previous is not None and previous.bound else self._bind_address(name)
+        args = ["-m", f"wikimem_{name}", "--addr", bind, "--port-file", str(port_file)]
+        with log_path.open("ab") as log:  # appended: a crash log survives the restart (and `wikimem serve` again)
+            if previous is None:
+                _log_marker(log, name, "started by wikimem serve", bind=bind)
+            else:
+                code = previous.last_code if previous.last_code is not None else 0
+                _log_marker(
+                    log,
+                    name,
+                    f"restarted after exit code {_exit_text(code)}",
+                    level="warning",
+                    restart=previous.restarts + 1,
+                    bind=bind,
+                )
             process = subprocess.Popen(
                 _command(self.python, args),
                 stdin=subprocess.DEVNULL,
@@ -189,8 +315,23 @@ class ProcessStack:
                 start_new_session=True,  # a terminal Ctrl-C reaches the launcher only; it stops the children in order
             )
         child = Child(name=name, process=process, log_path=log_path, port_file=port_file)
+        if previous is not None:
+            child.restarts = previous.restarts + 1
+            child.fast_crashes = previous.fast_crashes
+            child.last_code = previous.last_code
         self.children[name] = child
         return child
+
+    def _poll_ready(self, child: Child, timeout: float = 1.0) -> bool:
+        if not child.address and child.port_file.exists():
+            with contextlib.suppress(OSError):
+                bound = child.port_file.read_text().strip()
+                if bound:
+                    child.bound = bound
+                    child.address = _connect_address(bound)
+        if child.address and wait_serving(child.address, timeout=timeout, dialer=self._dialers.get(child.name)):
+            child.ready = True
+        return child.ready
 
     def _wait_ready(self, children: list[Child], deadline: float) -> None:
         pending = list(children)
@@ -201,12 +342,7 @@ class ProcessStack:
                 code = child.process.poll()
                 if code is not None:
                     raise LaunchError(child.name, f"exited with code {code} while starting", tail(child.log_path))
-                if not child.address and child.port_file.exists():
-                    with contextlib.suppress(OSError):
-                        bound = child.port_file.read_text().strip()
-                        if bound:
-                            child.address = _connect_address(bound)
-                if child.address and wait_serving(child.address, timeout=1.0):
+                if self._poll_ready(child):
                     pending.remove(child)
                     if self.on_ready is not None:
                         self.on_ready(child.name, child.address, child.log_path)
@@ -228,6 +364,8 @@ class ProcessStack:
         check_port_free(self.address)
         run_dir = self.log_dir / "run"
         run_dir.mkdir(exist_ok=True)
+        self._run_dir = run_dir
+        self._setup_tls()
         deadline = time.monotonic() + self.start_timeout
         try:
             for stage in STAGES:
@@ -249,8 +387,57 @@ class ProcessStack:
                 return child
         return None
 
+    def _event(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+
+    def supervise(self) -> None:
+        """One round of supervision (call it every fraction of a second): restart crashed children after their
+        backoff, report the restarted ones once SERVING. Raises LaunchError when giving up on one."""
+        if self._stopping or self._run_dir is None:
+            return
+        now = time.monotonic()
+        for name in SERVICES:
+            child = self.children.get(name)
+            if child is None:
+                continue
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._spawn(name, self._run_dir, previous=child)
+                continue
+            code = child.process.poll()
+            if code is None:
+                if not child.ready and self._poll_ready(child, timeout=0.5):
+                    self._event(
+                        f"{name} restarted after exit code {_exit_text(child.last_code or 0)}; "
+                        f"serving again on {child.address}"
+                    )
+                elif not child.ready and now - child.started_at > self.start_timeout:
+                    self._event(f"{name} not SERVING {self.start_timeout:.0f}s after its restart; killing it")
+                    with contextlib.suppress(ProcessLookupError):
+                        child.process.kill()
+                continue
+            lived = now - child.started_at
+            child.fast_crashes = child.fast_crashes + 1 if lived < self.restart.stable_s else 1
+            child.last_code = code
+            if child.fast_crashes > self.restart.max_fast:
+                raise LaunchError(
+                    name,
+                    f"exited with code {_exit_text(code)}; gave up after {self.restart.max_fast} restarts, each "
+                    f"crashing within {self.restart.stable_s:g}s",
+                    tail(child.log_path),
+                )
+            delay = self.restart.delay(child.fast_crashes)
+            child.restart_at = now + delay
+            child.ready = False
+            self._event(
+                f"{name} exited with code {_exit_text(code)} after {lived:.1f}s; restarting it in {delay:g}s "
+                f"(crash {child.fast_crashes} of at most {self.restart.max_fast} in a row; log: {child.log_path})"
+            )
+
     def stop(self) -> None:
         """SIGTERM the orchestrator, then the rest; SIGKILL whatever outlives the grace period."""
+        self._stopping = True
         order = [c for name in reversed(SERVICES) if (c := self.children.get(name)) is not None]
         front, rest = order[:1], order[1:]
         for group in (front, rest):
@@ -268,7 +455,7 @@ class ProcessStack:
                     child.process.wait()
 
 
-def _service_build(name: str) -> Callable[[], Any]:
+def _service_build(name: str) -> Callable[..., Any]:
     module = importlib.import_module(f"wikimem_{name}.server")
     build = getattr(module, "build", None)
     if build is None:
@@ -276,39 +463,65 @@ def _service_build(name: str) -> Callable[[], Any]:
     return build
 
 
+def _service_config(name: str, peers: Mapping[str, str], data_dir: Path | None) -> Any:
+    """The config object of service `name` (from the environment, as when it runs alone), with the addresses of the
+    peers it dials and the data directory replaced; None for the services that need neither."""
+    if name == "memory":
+        from wikimem_memory.config import MemoryConfig
+
+        memory = MemoryConfig.from_env()
+        changes: dict[str, Any] = {"embedder_addr": peers["embedder"]}
+        if data_dir is not None:
+            changes["data_dir"] = data_dir / "memory"
+        return dataclasses.replace(memory, **changes)
+    if name == "orchestrator":
+        from wikimem_orchestrator.config import OrchestratorConfig
+
+        return dataclasses.replace(
+            OrchestratorConfig.from_env(),
+            embedder_addr=peers["embedder"],
+            memory_addr=peers["memory"],
+            reranker_addr=peers["reranker"],
+            reader_addr=peers["reader"],
+        )
+    return None
+
+
 @dataclass
 class InProcessStack:
     """The five services as gRPC servers inside this process (one thread pool each).
 
-    Peers find each other through `WIKIMEM_<NAME>_ADDR`, which this sets in `os.environ` while the stack runs;
-    `stop()` restores the previous values.
+    Each service is built from a config object that carries its peers' addresses (and the data directory): the
+    process environment is read, never rewritten. TLS as the environment says (WIKIMEM_TLS_*, WIKIMEM_INTERNAL_*);
+    admission control per service as well (WIKIMEM_MAX_INFLIGHT etc., docs/overload.md), as in separate processes.
     """
 
     address: str
     data_dir: Path | None = None
     handles: dict[str, Any] = field(default_factory=dict)
-    _saved_env: dict[str, str | None] = field(default_factory=dict)
-
-    def _setenv(self, name: str, value: str) -> None:
-        self._saved_env.setdefault(name, os.environ.get(name))
-        os.environ[name] = value
 
     def start(self) -> None:
         from wikimem_common import server  # the services' own bootstrap
+        from wikimem_common.admission import Admission
 
         bind = {name: os.environ.get(peer_env(name)) or "127.0.0.1:0" for name in SERVICES}
         bind["orchestrator"] = self.address
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._setenv("WIKIMEM_DATA", str(self.data_dir))
+        tls_config = tls.TlsConfig.from_env()
+        peers: dict[str, str] = {}
         try:
             for name in SERVICES:
-                register, close = _service_build(name)()
-                handle = server.start(register, bind[name])
+                admission = Admission.from_env(name)  # as `python -m wikimem_<name>` sizes it (before any model)
+                config = _service_config(name, peers, self.data_dir)
+                build = _service_build(name)
+                register, close = build() if config is None else build(config)
+                credentials = tls.server_credentials(name, tls_config)
+                handle = server.start(register, bind[name], credentials=credentials, admission=admission)
                 if close is not None:
                     handle.on_stop.append(close)
                 self.handles[name] = handle
-                self._setenv(peer_env(name), _connect_address(handle.address))
+                peers[name] = _connect_address(handle.address)
         except BaseException:
             self.stop()
             raise
@@ -323,12 +536,6 @@ class InProcessStack:
             handle = self.handles.pop(name, None)
             if handle is not None:
                 handle.stop(grace)
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
 
 
 def _install_signals(callback: Callable[[], None]) -> None:
@@ -340,6 +547,31 @@ def _install_signals(callback: Callable[[], None]) -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _loopback(address: str) -> bool:
+    """True for 127.x, ::1 and localhost listen addresses (HOST:PORT)."""
+    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def public_warnings(address: str, env: Mapping[str, str]) -> list[str]:
+    """What `wikimem serve` says on the terminal when the public port is reachable from other hosts unprotected
+    (the orchestrator also logs the first one)."""
+    if _loopback(address):
+        return []
+    warnings = []
+    if env.get("WIKIMEM_AUTH", "off").strip().lower() in ("off", "none", ""):
+        warnings.append(
+            f"authentication is OFF on {address}, a non-loopback address: any caller who can reach it reads every "
+            "group's pages (x-wikimem-groups) and writes; set WIKIMEM_AUTH (docs/security.md)"
+        )
+    if not env.get("WIKIMEM_TLS_CERT"):
+        warnings.append(
+            f"the public port {address} is plaintext: questions, answers and credentials cross the network in the "
+            "clear; set WIKIMEM_TLS_CERT and WIKIMEM_TLS_KEY (docs/security.md)"
+        )
+    return warnings
+
+
 def _float_env(name: str, default: float) -> float:
     raw = os.environ.get(name, "")
     try:
@@ -347,6 +579,17 @@ def _float_env(name: str, default: float) -> float:
     except ValueError:
         print(f"wikimem serve: {name}={raw!r} is not a number; using {default}", file=sys.stderr)
         return default
+
+
+def restart_policy() -> RestartPolicy:
+    """WIKIMEM_RESTART_BACKOFF_S, WIKIMEM_RESTART_BACKOFF_MAX_S, WIKIMEM_RESTART_MAX_FAST, WIKIMEM_RESTART_STABLE_S."""
+    base = RestartPolicy()
+    return RestartPolicy(
+        backoff_s=_float_env("WIKIMEM_RESTART_BACKOFF_S", base.backoff_s),
+        backoff_max_s=_float_env("WIKIMEM_RESTART_BACKOFF_MAX_S", base.backoff_max_s),
+        max_fast=int(_float_env("WIKIMEM_RESTART_MAX_FAST", base.max_fast)),
+        stable_s=_float_env("WIKIMEM_RESTART_STABLE_S", base.stable_s),
+    )
 
 
 def _print_failure(exc: LaunchError) -> None:
@@ -366,13 +609,32 @@ def serve_all(address: str | None = None, data_dir: str | None = None, log_dir: 
     def ready(name: str, addr: str, log_path: Path) -> None:
         print(f"{name:<12} {addr:<22} log: {log_path}", flush=True)
 
+    def event(message: str) -> None:
+        print(f"wikimem serve: {message}", file=sys.stderr, flush=True)
+        if " restarted after " in message:
+            print(message, flush=True)
+
+    for warning in public_warnings(address, os.environ):
+        print(f"wikimem serve: WARNING: {warning}", file=sys.stderr, flush=True)
+    internal_off = os.environ.get("WIKIMEM_INTERNAL_TLS", "").strip().lower() in _OFF
+    if internal_off:
+        print(
+            "wikimem serve: WIKIMEM_INTERNAL_TLS=0: the internal services accept plaintext calls from anyone who can "
+            "reach their ports",
+            file=sys.stderr,
+        )
+    # the orchestrator drains its in-flight Asks for up to WIKIMEM_DRAIN_GRACE_S: the stop waits a little longer
+    drain = _float_env("WIKIMEM_DRAIN_GRACE_S", 30.0)
     stack = ProcessStack(
         address=address,
         data_dir=data,
         log_dir=logs,
         start_timeout=_float_env("WIKIMEM_START_TIMEOUT_S", 180.0),
-        stop_grace=_float_env("WIKIMEM_STOP_GRACE_S", 10.0),
+        stop_grace=_float_env("WIKIMEM_STOP_GRACE_S", drain + 5.0),
         on_ready=ready,
+        on_event=event,
+        tls_dir=None if internal_off else data / "tls",
+        restart=restart_policy(),
     )
     stop = threading.Event()
 
@@ -392,12 +654,12 @@ def serve_all(address: str | None = None, data_dir: str | None = None, log_dir: 
         return 1
     print(f"wikimem ready on {stack.public_address}", flush=True)
     try:
-        while not stop.wait(0.5):
-            dead = stack.dead()
-            if dead is not None:
-                code = dead.process.returncode
+        while not stop.wait(0.25):
+            try:
+                stack.supervise()
+            except LaunchError as exc:
                 stack.stop()
-                _print_failure(LaunchError(dead.name, f"exited unexpectedly with code {code}", tail(dead.log_path)))
+                _print_failure(exc)
                 return 1
     finally:
         stack.stop()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wikimem_common.config import ConfigError, env_float, env_int, env_str
+from wikimem_common.redis_target import RedisTarget
 from wikimem_common.server import peer_address
 
 from .fusion import FUSIONS
@@ -14,18 +15,6 @@ from .fusion import FUSIONS
 BACKENDS = ("edge", "qdrant")
 COORDINATIONS = ("local", "redis")
 
-
-def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
-    """"host:port,host:port" -> ((host, port), ...); a bad entry is a ConfigError."""
-    out: list[tuple[str, int]] = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"WIKIMEM_REDIS_SENTINELS entry {item!r} must be host:port")
-        out.append((host, int(port)))
-    return tuple(out)
 #: How a search ranks chunks: embeddings, BM25 over the chunk text, or both fused by reciprocal rank.
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 
@@ -70,11 +59,14 @@ class MemoryConfig:
     #: Write coordination (coordination.py): "local" (one memory process per store; the Edge default) or "redis"
     #: (several replicas on one Qdrant store: leases, revisions and compare-and-set commits through Redis).
     coordination: str = "local"
-    redis_url: str | None = None
-    #: Redis Sentinels ("host:port,host:port") and the monitored master's name, instead of redis_url.
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_master: str = "mymaster"
+    #: REDIS_URL, or WIKIMEM_REDIS_SENTINELS + WIKIMEM_REDIS_MASTER (+ WIKIMEM_REDIS_PASSWORD).
+    redis: RedisTarget | None = None
     lease_ms: int = 15_000
+    #: A new Qdrant server collection's layout (Helm: distributed Qdrant): shards, copies of each shard, and how
+    #: many copies must acknowledge a write. Ignored by the embedded Edge store and by existing collections.
+    qdrant_shards: int = 1
+    qdrant_replication: int = 1
+    qdrant_write_consistency: int = 1
 
     @classmethod
     def from_env(cls) -> MemoryConfig:
@@ -106,10 +98,11 @@ class MemoryConfig:
             rrf_k=env_int("WIKIMEM_RRF_K", 60),
             hybrid_candidates=env_int("WIKIMEM_HYBRID_CANDIDATES", 100),
             coordination=env_str("WIKIMEM_MEMORY_COORDINATION", "local").strip().lower(),
-            redis_url=os.environ.get("REDIS_URL") or None,
-            redis_sentinels=parse_sentinels(os.environ.get("WIKIMEM_REDIS_SENTINELS", "")),
-            redis_master=env_str("WIKIMEM_REDIS_MASTER", "mymaster"),
+            redis=RedisTarget.from_env(),
             lease_ms=env_int("WIKIMEM_MEMORY_LEASE_MS", 15_000),
+            qdrant_shards=env_int("WIKIMEM_QDRANT_SHARDS", 1),
+            qdrant_replication=env_int("WIKIMEM_QDRANT_REPLICATION", 1),
+            qdrant_write_consistency=env_int("WIKIMEM_QDRANT_WRITE_CONSISTENCY", 1),
         )
         config.validate()
         return config
@@ -125,11 +118,20 @@ class MemoryConfig:
                     "WIKIMEM_MEMORY_COORDINATION=redis is for several replicas on one Qdrant server "
                     "(WIKIMEM_MEMORY_BACKEND=qdrant); the embedded Edge store has exactly one writer process"
                 )
-            if not self.redis_url and not self.redis_sentinels:
+            if self.redis is None:
                 raise ConfigError(
                     "WIKIMEM_MEMORY_COORDINATION=redis needs REDIS_URL (redis://host:6379/0) or "
                     "WIKIMEM_REDIS_SENTINELS (host:port,...) with WIKIMEM_REDIS_MASTER"
                 )
+        if min(self.qdrant_shards, self.qdrant_replication, self.qdrant_write_consistency) < 1:
+            raise ConfigError(
+                "WIKIMEM_QDRANT_SHARDS, WIKIMEM_QDRANT_REPLICATION and WIKIMEM_QDRANT_WRITE_CONSISTENCY must be >= 1"
+            )
+        if self.qdrant_write_consistency > self.qdrant_replication:
+            raise ConfigError(
+                f"WIKIMEM_QDRANT_WRITE_CONSISTENCY={self.qdrant_write_consistency} cannot exceed "
+                f"WIKIMEM_QDRANT_REPLICATION={self.qdrant_replication} (copies that can acknowledge a write)"
+            )
         if self.lease_ms < 1000:
             raise ConfigError(f"WIKIMEM_MEMORY_LEASE_MS={self.lease_ms} must be at least 1000")
         if self.dim < 1:

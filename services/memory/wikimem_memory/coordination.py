@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import redis
 
 from wikimem_common.errors import Aborted, FailedPrecondition, Unavailable
+from wikimem_common.redis_target import RedisTarget
 
 log = logging.getLogger("wikimem.memory.coordination")
 
@@ -120,25 +121,12 @@ _RENEW = (
 
 @dataclass(frozen=True)
 class RedisSettings:
-    url: str | None = None
-    #: host:port of Sentinels; with them, `master` names the monitored Redis.
-    sentinels: tuple[tuple[str, int], ...] = ()
-    master: str = "mymaster"
+    target: RedisTarget
     #: Key prefix: one per store (replicas of one store share it).
     prefix: str = "wikimem:memory"
     lease_ms: int = 15_000
     #: How long a writer waits for another writer's lease before giving up with ABORTED.
     wait_s: float = 30.0
-
-
-def connect(settings: RedisSettings) -> redis.Redis:
-    if settings.sentinels:
-        sentinel = redis.Sentinel(list(settings.sentinels), socket_timeout=2.0, socket_connect_timeout=2.0)
-        client: redis.Redis = sentinel.master_for(settings.master, socket_timeout=2.0, socket_connect_timeout=2.0)
-        return client
-    if not settings.url:
-        raise ValueError("RedisSettings needs a url or sentinels")
-    return redis.Redis.from_url(settings.url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
 
 class RedisCoordinator:
@@ -148,7 +136,7 @@ class RedisCoordinator:
 
     def __init__(self, settings: RedisSettings, client: redis.Redis | None = None) -> None:
         self.settings = settings
-        self._redis = client or connect(settings)
+        self._redis = client or settings.target.connect(socket_timeout=2.0, socket_connect_timeout=2.0)
         self._allocate: Any = self._redis.register_script(_ALLOCATE)
         self._release: Any = self._redis.register_script(_RELEASE)
         self._renew: Any = self._redis.register_script(_RENEW)

@@ -7,6 +7,7 @@ import json
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from wikimem_common import identifiers
 from wikimem_common.errors import InvalidArgument, ResourceExhausted
 
 from .store.base import PUBLIC
@@ -32,13 +33,20 @@ def collection_name(name: str) -> str:
 
 
 def doc_id(value: str, max_chars: int) -> str:
-    if not value or not value.strip():
-        raise InvalidArgument("doc_id must not be empty")
-    if len(value) > max_chars:
-        raise InvalidArgument(f"doc_id is {len(value)} characters; the limit is {max_chars}")
+    """The NFC form of the id; invisible, bidi-control and look-alike characters are refused (identifiers.py)."""
+    return identifiers.doc_id(value, max_chars)
+
+
+def lookup_doc_id(value: str, max_chars: int) -> str:
+    """Get and Delete take an id as stored, even one from before the rules above (so it can be removed)."""
     if _has_control(value):
         raise InvalidArgument(f"doc_id {value[:80]!r} contains control characters; use printable characters only")
-    return value
+    return identifiers.lookup_doc_id(value, max_chars)
+
+
+def revision(value: int, field: str = "revision") -> int:
+    """0..2**63-1 (what SQLite and Redis hold); more is INVALID_ARGUMENT, not an overflow inside the store."""
+    return identifiers.revision(value, field)
 
 
 def groups(values: Iterable[str], field: str = "groups") -> list[str]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from wikimem_common import metrics
 from wikimem_contract.v1 import memory_pb2, memory_pb2_grpc
 
 from .config import MemoryConfig
@@ -27,14 +28,9 @@ def registrar(core: MemoryService) -> Callable[[grpc.Server], Sequence[str]]:
 
 
 def open_coordinator(config: MemoryConfig) -> Coordinator:
-    if config.coordination == "redis":
-        settings = RedisSettings(
-            url=config.redis_url,
-            sentinels=config.redis_sentinels,
-            master=config.redis_master,
-            prefix=f"wikimem:memory:{config.qdrant_prefix}",
-            lease_ms=config.lease_ms,
-        )
+    if config.coordination == "redis" and config.redis is not None:
+        prefix = f"wikimem:memory:{config.qdrant_prefix}"
+        settings = RedisSettings(config.redis, prefix=prefix, lease_ms=config.lease_ms)
         return RedisCoordinator(settings)
     return LocalCoordinator()
 
@@ -52,4 +48,29 @@ def build(
     config: MemoryConfig | None = None,
 ) -> tuple[Callable[[grpc.Server], Sequence[str]], Callable[[], None]]:
     core = open_service(config or MemoryConfig.from_env())
-    return registrar(core), core.close
+    gauges = size_gauges(core).register()
+
+    def close() -> None:
+        gauges.unregister()
+        core.close()
+
+    return registrar(core), close
+
+
+def size_gauges(core: MemoryService) -> metrics.Gauges:
+    """The memory's size, read from its stats on each metrics scrape."""
+
+    def read() -> dict[str, object]:
+        stats = core.stats()
+        return {
+            "wikimem_memory_documents": stats["documents_per_collection"],
+            "wikimem_memory_chunks": stats["chunks"],
+            "wikimem_memory_generation": stats["generation"],
+        }
+
+    docs = {
+        "wikimem_memory_documents": "Documents stored, by collection",
+        "wikimem_memory_chunks": "Chunks (points) stored, all collections",
+        "wikimem_memory_generation": "The memory's write generation (increases with every write)",
+    }
+    return metrics.Gauges(read, docs, label="collection")

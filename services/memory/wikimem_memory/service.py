@@ -316,7 +316,7 @@ class MemoryService:
     def delete(self, collection: str, doc_id: str, if_revision: int | None, timings: Timings) -> tuple[int, int]:
         """The revision deleted and the generation of the delete."""
         collection = validate.collection_name(collection)
-        doc_id = validate.doc_id(doc_id, self.config.max_doc_id_chars)
+        doc_id = validate.lookup_doc_id(doc_id, self.config.max_doc_id_chars)
         coord = self.coordinator
         with coord.hold((collection, doc_id)):
             current = self.registry.get(collection, doc_id)
@@ -484,7 +484,7 @@ class MemoryService:
 
     def _visible(self, collection: str, doc_id: str, groups: Sequence[str]) -> DocRecord:
         collection = validate.collection_name(collection)
-        doc_id = validate.doc_id(doc_id, self.config.max_doc_id_chars)
+        doc_id = validate.lookup_doc_id(doc_id, self.config.max_doc_id_chars)
         record = self.registry.get(collection, doc_id)
         if record is None or not record.visible_to(validate.groups(groups)):
             raise NotFound(f"document {doc_id!r} not found in collection {collection!r}")

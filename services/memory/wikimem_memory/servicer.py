@@ -11,6 +11,7 @@ from wikimem_common.errors import grpc_errors
 from wikimem_common.timing import Timings
 from wikimem_contract.v1 import common_pb2, memory_pb2, memory_pb2_grpc
 
+from . import documents as validate
 from .service import MemoryService, SearchQuery, UpsertInput
 from .store.base import DocRecord
 
@@ -79,8 +80,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
                 collection=request.collection,
                 acl=list(request.acl),
                 metadata=dict(request.metadata),
-                revision=request.revision,
-                if_revision=request.if_revision if request.HasField("if_revision") else None,
+                revision=validate.revision(request.revision),
+                if_revision=validate.revision(request.if_revision, "if_revision")
+                if request.HasField("if_revision")
+                else None,
             ),
             timings,
         )
@@ -94,7 +97,7 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
         revision, generation = self.core.delete(
             request.collection,
             request.doc_id,
-            request.if_revision if request.HasField("if_revision") else None,
+            validate.revision(request.if_revision, "if_revision") if request.HasField("if_revision") else None,
             timings,
         )
         response = memory_pb2.DeleteResponse(revision=revision, generation=generation)

@@ -41,11 +41,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from wikimem_common import metrics
+from wikimem_common.redis_target import RedisTarget
 
 log = logging.getLogger("wikimem.orchestrator.cache")
 
@@ -148,14 +150,14 @@ return 1
 class RedisStore:
     """Redis with short timeouts, no client-side retries, and a back-off window after errors."""
 
-    def __init__(self, url: str, prefix: str = "wikimem:", timeout_s: float = 0.25, retry_s: float = 1.0) -> None:
-        parts = urlsplit(url)
-        where = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
-        self.name = f"redis at {where}"
+    def __init__(
+        self, url: str | RedisTarget, prefix: str = "wikimem:", timeout_s: float = 0.25, retry_s: float = 1.0
+    ) -> None:
+        target = RedisTarget(url=url) if isinstance(url, str) else url
+        self.name = target.describe()
         self.prefix = prefix
         self.retry_s = retry_s
-        self._client = redis.Redis.from_url(
-            url,
+        self._client = target.connect(
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
@@ -258,10 +260,12 @@ class QueryCache:
         if self.store is None:
             return None
         try:
-            return self.store.get(key)
+            value = self.store.get(key)
         except CacheError as exc:
             self._warn(warnings, exc)
-            return None
+            value = None
+        metrics.cache_lookup("embedding", value is not None)
+        return value
 
     def put_embedding(self, key: str, value: bytes, warnings: list[str]) -> None:
         if self.store is None:
@@ -283,6 +287,12 @@ class QueryCache:
         """The cached payload, or None on a miss, a stale entry (cited revision changed) or a cache error."""
         if self.store is None:
             return None
+        payload = self._get_answer(key, warnings)
+        metrics.cache_lookup("answer", payload is not None)
+        return payload
+
+    def _get_answer(self, key: AnswerKey, warnings: list[str]) -> bytes | None:
+        assert self.store is not None
         try:
             raw = self.store.get(key.key)
             if raw is None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from wikimem_common.admission import parse_rate
 from wikimem_common.config import ConfigError, env_bool, env_float, env_int, env_str
+from wikimem_common.redis_target import RedisTarget
 from wikimem_common.server import peer_address
 
+from .auth.settings import AuthConfig
 from .verify import VerifyConfig
 
 #: Calibrated with the "same-words" guard on paraphrases, surface variants and 25k hard negatives: no false reuse
@@ -24,8 +27,15 @@ class OrchestratorConfig:
     reader_addr: str
     #: Deadline of query-path peer calls (embed, search, read, stats, get, list).
     peer_timeout_s: float = 10.0
-    #: Deadline of the reranker call; past it the answer degrades to vector order.
+    #: Deadline of the reranker call (and never past the caller's); past it, WIKIMEM_ON_RERANK_OVERLOAD applies.
     rerank_timeout_s: float = 10.0
+    #: When the reranker is overloaded, too slow or down: "fail" (the Ask fails with the reranker's status:
+    #: RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED or UNAVAILABLE) or "degrade" (an answer from the vector order, marked
+    #: `reranked=false` with a warning, not cached). Either way counted (wikimem_rerank_failures) and logged.
+    on_rerank_overload: str = "fail"
+    #: Generative reads (readers other than extractive) per caller: tokens per second (0: no limit) and burst.
+    llm_rate_per_s: float = 10 / 60
+    llm_burst: int = 3
     #: Deadline of memory writes (a long document is chunked and embedded inside the call).
     write_timeout_s: float = 300.0
     #: Retrieval mode of Asks that do not name one: "dense", "bm25" or "hybrid" (docs/architecture.md).
@@ -33,12 +43,22 @@ class OrchestratorConfig:
     retrieve_k: int = 20
     read_k: int = 5
     max_retrieve_k: int = 200
+    #: Most passages one Ask may hand the reader: the reader's WIKIMEM_READER_MAX_PASSAGES (64).
+    max_read_k: int = 64
+    #: Most answer tokens an Ask may ask a generative reader for: the reader's limit (2048).
+    max_answer_tokens: int = 2048
+    #: Longest document id: memory's WIKIMEM_MAX_DOC_ID_CHARS (512).
+    max_doc_id_chars: int = 512
+    #: Largest ListDocuments page_size accepted (memory returns at most its WIKIMEM_MAX_PAGE_SIZE anyway).
+    max_list_page_size: int = 1000
     max_question_chars: int = 2000
     #: Prefix reranked passages with "title > heading." so the cross-encoder sees where the chunk sits.
     rerank_context: bool = True
     #: Answer and embedding caches on/off (off: every Ask is computed).
     cache: bool = True
     redis_url: str | None = None
+    #: Sentinel mode (WIKIMEM_REDIS_SENTINELS + WIKIMEM_REDIS_MASTER + WIKIMEM_REDIS_PASSWORD), or REDIS_URL again.
+    redis: RedisTarget | None = None
     cache_prefix: str = "wikimem:"
     answer_ttl_s: float = 3600.0
     embedding_ttl_s: float = 7 * 86400.0
@@ -78,6 +98,8 @@ class OrchestratorConfig:
     context_chars: int = 300
     max_context_chars: int = 20_000
     list_page_size: int = 100
+    #: Authentication, authorisation and the audit log (auth/settings.py; off by default: local development).
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @classmethod
     def from_env(cls) -> OrchestratorConfig:
@@ -90,15 +112,22 @@ class OrchestratorConfig:
             reader_addr=peer_address("reader"),
             peer_timeout_s=peer_timeout,
             rerank_timeout_s=env_float("WIKIMEM_RERANK_TIMEOUT_S", peer_timeout),
+            on_rerank_overload=env_str("WIKIMEM_ON_RERANK_OVERLOAD", "fail").strip().lower(),
+            llm_rate_per_s=parse_rate(env_str("WIKIMEM_LLM_RATE", "10/min"), "WIKIMEM_LLM_RATE"),
+            llm_burst=env_int("WIKIMEM_LLM_BURST", 3),
             write_timeout_s=env_float("WIKIMEM_WRITE_TIMEOUT_S", 300.0),
             retrieval_mode=env_str("WIKIMEM_RETRIEVAL_MODE", "hybrid").strip().lower(),
             retrieve_k=env_int("WIKIMEM_RETRIEVE_K", 20),
             read_k=env_int("WIKIMEM_READ_K", 5),
             max_retrieve_k=env_int("WIKIMEM_MAX_RETRIEVE_K", 200),
+            max_read_k=env_int("WIKIMEM_MAX_READ_K", 64),
+            max_answer_tokens=env_int("WIKIMEM_MAX_ANSWER_TOKENS", 2048),
+            max_doc_id_chars=env_int("WIKIMEM_MAX_DOC_ID_CHARS", 512),
             max_question_chars=env_int("WIKIMEM_MAX_QUESTION_CHARS", 2000),
             rerank_context=env_bool("WIKIMEM_RERANK_CONTEXT", True),
             cache=env_bool("WIKIMEM_CACHE", True),
             redis_url=redis_url,
+            redis=RedisTarget.from_env(),
             cache_prefix=env_str("WIKIMEM_CACHE_PREFIX", "wikimem:"),
             answer_ttl_s=env_float("WIKIMEM_ANSWER_TTL_S", 3600.0),
             embedding_ttl_s=env_float("WIKIMEM_EMBEDDING_TTL_S", 7 * 86400.0),
@@ -118,6 +147,7 @@ class OrchestratorConfig:
             verify_threshold=env_float("WIKIMEM_VERIFY_THRESHOLD", VerifyConfig.threshold),
             verify_lexical_weight=env_float("WIKIMEM_VERIFY_LEXICAL_WEIGHT", VerifyConfig.lexical_weight),
             verify_embeddings=env_bool("WIKIMEM_VERIFY_EMBEDDINGS", True),
+            auth=AuthConfig.from_env(),
         )
         config.validate()
         return config
@@ -126,11 +156,14 @@ class OrchestratorConfig:
         for name in ("peer_timeout_s", "rerank_timeout_s", "write_timeout_s", "redis_timeout_s", "read_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("retrieve_k", "read_k", "max_retrieve_k", "max_question_chars", "local_cache_entries"):
+        for name in ("retrieve_k", "read_k", "max_retrieve_k", "max_read_k", "max_answer_tokens", "max_doc_id_chars",
+                     "max_list_page_size", "max_question_chars", "local_cache_entries"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.read_k > self.retrieve_k:
             raise ConfigError(f"WIKIMEM_READ_K ({self.read_k}) must not exceed WIKIMEM_RETRIEVE_K ({self.retrieve_k})")
+        if self.read_k > self.max_read_k:
+            raise ConfigError(f"WIKIMEM_READ_K ({self.read_k}) must not exceed WIKIMEM_MAX_READ_K ({self.max_read_k})")
         if self.retrieve_k > self.max_retrieve_k:
             raise ConfigError(
                 f"WIKIMEM_RETRIEVE_K ({self.retrieve_k}) must not exceed WIKIMEM_MAX_RETRIEVE_K ({self.max_retrieve_k})"
@@ -153,10 +186,20 @@ class OrchestratorConfig:
         for name in ("verify_threshold", "verify_lexical_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"WIKIMEM_{name.upper()} must be in [0, 1], got {getattr(self, name)}")
+        if self.on_rerank_overload not in ("fail", "degrade"):
+            raise ConfigError(
+                f"WIKIMEM_ON_RERANK_OVERLOAD must be 'fail' or 'degrade', got {self.on_rerank_overload!r}"
+            )
+        if self.llm_rate_per_s < 0 or self.llm_burst < 1:
+            raise ConfigError(
+                f"WIKIMEM_LLM_RATE must be >= 0 and WIKIMEM_LLM_BURST >= 1, got {self.llm_rate_per_s * 60:g}/min and "
+                f"{self.llm_burst}"
+            )
         if self.retrieval_mode not in ("dense", "bm25", "hybrid"):
             raise ConfigError(f"WIKIMEM_RETRIEVAL_MODE={self.retrieval_mode!r} must be dense, bm25 or hybrid")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL={self.redis_url!r} must start with redis://, rediss:// or unix://")
+        self.auth.validate()
 
     @property
     def verify(self) -> VerifyConfig:

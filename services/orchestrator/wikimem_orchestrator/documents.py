@@ -4,21 +4,40 @@ Every write that memory accepts is followed, before the call returns, by (1) rec
 revision in the cache's revision map — only if the write's generation is newer than the one recorded, so replicas
 racing on one document never leave an older revision — and (2) taking the write's generation as the one to key
 answers on, so the next Ask misses the answer cache (read-your-writes); see cache.py for the whole design.
+
+Who may write (auth/policy.py): the collection's writers; for an existing document, only a caller who can read it
+(or an admin). The memory filters reads by groups, so the check is a Get with the caller's groups: a document they
+cannot see looks exactly like a missing one, and every answer an outsider gets for it is the one they would get for
+a missing document (NOT_FOUND; no revision in any message). The write then carries `if_revision` = the revision
+that was checked, so the document cannot change hands between the check and the write (a lost race re-checks).
+Within one orchestrator, checked writes of one document take turns (KeyedLocks), so only writes through other
+replicas can make a check stale; those re-check after a short random pause.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
-from wikimem_common.errors import InvalidArgument, NotFound
+from wikimem_common.errors import Aborted, InvalidArgument, NotFound
 from wikimem_common.timing import Timings
 from wikimem_contract.v1 import common_pb2, memory_pb2, rag_pb2
 
+from . import validation
+from .auth.identity import Identity, anonymous
+from .auth.policy import Policy
 from .cache import DELETED, GenerationTracker, QueryCache, normalise_collection
 from .config import OrchestratorConfig
 from .pipeline import Deadline
+
+#: Checked writes that lose a race (the document changed between the check and the write) are re-checked this
+#: many times before the caller gets ABORTED.
+MAX_WRITE_ATTEMPTS = 8
 
 log = logging.getLogger("wikimem.orchestrator.documents")
 
@@ -33,14 +52,77 @@ class MemoryBackend(Protocol):
     def list(self, request: memory_pb2.ListRequest, timeout: float) -> memory_pb2.ListResponse: ...
 
 
+class KeyedLocks:
+    """One lock per key while anyone holds or waits for it (no table that grows with every document ever written)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: tuple[str, str]) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+def _pause(attempt: int) -> None:
+    """Before re-checking a write that lost a race with another replica: 5-10 ms, doubling, at most ~0.3 s."""
+    time.sleep(min(0.3, 0.005 * 2**attempt) * random.uniform(1.0, 2.0))
+
+
 class Documents:
     def __init__(
-        self, config: OrchestratorConfig, memory: MemoryBackend, cache: QueryCache, generation: GenerationTracker
+        self,
+        config: OrchestratorConfig,
+        memory: MemoryBackend,
+        cache: QueryCache,
+        generation: GenerationTracker,
+        policy: Policy | None = None,
     ) -> None:
         self.config = config
         self.memory = memory
         self.cache = cache
         self.generation = generation
+        self.policy = policy or Policy(config.auth)
+        self._turns = KeyedLocks()
+
+    def _current(self, identity: Identity, collection: str, doc_id: str, deadline: Deadline) -> int | None:
+        """The document's revision if the caller can read it; None if it is missing or hidden from them."""
+        get = memory_pb2.GetRequest(doc_id=doc_id, collection=collection, groups=list(identity.groups))
+        try:
+            return int(self.memory.get(get, deadline.timeout(self.config.peer_timeout_s)).document.revision)
+        except NotFound:
+            return None
+
+    @staticmethod
+    def _missing(doc_id: str, collection: str) -> NotFound:
+        """What a caller gets for a document that is missing or that it may not read: the same, word for word."""
+        return NotFound(f"document {doc_id!r} not found in collection {normalise_collection(collection)!r}")
+
+    def _expected(
+        self, identity: Identity, collection: str, doc_id: str, if_revision: int | None, deadline: Deadline,
+        creating: bool,
+    ) -> int:
+        """The `if_revision` a checked write carries: the caller may write what it sees (or nothing: 0)."""
+        current = self._current(identity, collection, doc_id, deadline)
+        if current is None:
+            if not creating or (if_revision is not None and if_revision != 0):
+                raise self._missing(doc_id, collection)
+            return 0
+        if if_revision is not None and if_revision != current:
+            raise Aborted(f"document {doc_id!r} is at revision {current}, not {if_revision} (if_revision)")
+        return current
 
     def _written(self, collection: str, doc_id: str, revision: int, generation: int, timings: Timings) -> None:
         with timings.stage("invalidate"):
@@ -51,10 +133,16 @@ class Documents:
             if self.cache.enabled:
                 self.generation.after_write(generation)
 
-    def put(self, request: rag_pb2.PutDocumentRequest, deadline: Deadline) -> rag_pb2.PutDocumentResponse:
+    def put(
+        self, request: rag_pb2.PutDocumentRequest, deadline: Deadline, identity: Identity | None = None
+    ) -> rag_pb2.PutDocumentResponse:
+        caller = identity or anonymous()
+        doc_id = validation.put_request(request, self.config)
+        self.policy.require_writer(caller, request.collection)
+        self.policy.require_acl_member(caller, list(request.acl))
         timings = Timings()
         upsert = memory_pb2.UpsertRequest(
-            doc_id=request.doc_id,
+            doc_id=doc_id,
             text=request.text,
             title=request.title,
             source=request.source,
@@ -63,11 +151,28 @@ class Documents:
             metadata=dict(request.metadata),
             revision=request.revision,
         )
-        if request.HasField("if_revision"):
-            upsert.if_revision = request.if_revision
-        with timings.stage("upsert"):
-            result = self.memory.upsert(upsert, deadline.timeout(self.config.write_timeout_s))
-        self._written(result.document.collection or request.collection, result.document.doc_id or request.doc_id,
+        wanted = request.if_revision if request.HasField("if_revision") else None
+        checked = not self.policy.is_admin(caller)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            with self._turns.hold((normalise_collection(request.collection), doc_id)):
+                if checked:
+                    with timings.stage("check"):
+                        upsert.if_revision = self._expected(caller, request.collection, doc_id, wanted, deadline, True)
+                elif wanted is not None:
+                    upsert.if_revision = wanted
+                try:
+                    with timings.stage("upsert"):
+                        result = self.memory.upsert(upsert, deadline.timeout(self.config.write_timeout_s))
+                    break
+                except Aborted:
+                    if not checked:
+                        raise
+                    if upsert.if_revision == 0 and self._current(caller, request.collection, doc_id, deadline) is None:
+                        raise self._missing(doc_id, request.collection) from None  # it exists, hidden from the caller
+            _pause(attempt)
+        else:
+            raise Aborted(f"document {doc_id!r} kept changing during {MAX_WRITE_ATTEMPTS} attempts; try again")
+        self._written(result.document.collection or request.collection, result.document.doc_id or doc_id,
                       int(result.document.revision), int(result.generation), timings)
         response = rag_pb2.PutDocumentResponse(
             document=result.document, changed=result.changed, generation=result.generation
@@ -76,14 +181,38 @@ class Documents:
         timings.finish(response.timings_ms)
         return response
 
-    def delete(self, request: rag_pb2.DeleteDocumentRequest, deadline: Deadline) -> rag_pb2.DeleteDocumentResponse:
+    def delete(
+        self, request: rag_pb2.DeleteDocumentRequest, deadline: Deadline, identity: Identity | None = None
+    ) -> rag_pb2.DeleteDocumentResponse:
+        caller = identity or anonymous()
+        doc_id = validation.delete_request(request, self.config)
+        self.policy.require_writer(caller, request.collection)
         timings = Timings()
-        delete = memory_pb2.DeleteRequest(doc_id=request.doc_id, collection=request.collection)
-        if request.HasField("if_revision"):
-            delete.if_revision = request.if_revision
-        with timings.stage("delete"):
-            result = self.memory.delete(delete, deadline.timeout(self.config.write_timeout_s))
-        self._written(request.collection, request.doc_id, DELETED, int(result.generation), timings)
+        delete = memory_pb2.DeleteRequest(doc_id=doc_id, collection=request.collection)
+        wanted = request.if_revision if request.HasField("if_revision") else None
+        checked = not self.policy.is_admin(caller)
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            with self._turns.hold((normalise_collection(request.collection), doc_id)):
+                if checked:
+                    with timings.stage("check"):
+                        delete.if_revision = self._expected(caller, request.collection, doc_id, wanted, deadline, False)
+                elif wanted is not None:
+                    delete.if_revision = wanted
+                try:
+                    with timings.stage("delete"):
+                        result = self.memory.delete(delete, deadline.timeout(self.config.write_timeout_s))
+                    break
+                except Aborted:
+                    if not checked:
+                        raise
+                except NotFound:
+                    if not checked:
+                        raise
+                    raise self._missing(doc_id, request.collection) from None
+            _pause(attempt)
+        else:
+            raise Aborted(f"document {doc_id!r} kept changing during {MAX_WRITE_ATTEMPTS} attempts; try again")
+        self._written(request.collection, doc_id, DELETED, int(result.generation), timings)
         response = rag_pb2.DeleteDocumentResponse(revision=result.revision, generation=result.generation)
         timings.finish(response.timings_ms)
         return response
@@ -91,8 +220,7 @@ class Documents:
     def get_source(
         self, request: rag_pb2.GetSourceRequest, groups: Sequence[str], deadline: Deadline
     ) -> rag_pb2.GetSourceResponse:
-        if not request.doc_id.strip():
-            raise InvalidArgument("doc_id must not be empty")
+        validation.source_request(request, self.config)
         if request.end < request.start:
             raise InvalidArgument(f"end ({request.end}) must not be before start ({request.start})")
         context = request.context_chars or self.config.context_chars
@@ -129,6 +257,7 @@ class Documents:
     def list(
         self, request: rag_pb2.ListDocumentsRequest, groups: Sequence[str], deadline: Deadline
     ) -> rag_pb2.ListDocumentsResponse:
+        validation.list_request(request, self.config)
         result = self.memory.list(
             memory_pb2.ListRequest(
                 filter=common_pb2.Filter(collection=request.collection, groups=list(groups)),

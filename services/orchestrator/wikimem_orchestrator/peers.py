@@ -1,9 +1,12 @@
 """gRPC clients for the embedder, memory, reranker and reader, with peer errors mapped to domain errors.
 
-A peer that is down or too slow becomes UNAVAILABLE with a message naming the peer and its address; the codes a
-caller can act on (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ABORTED, RESOURCE_EXHAUSTED,
-PERMISSION_DENIED) pass through with the peer's message. Channels reconnect quickly (100 ms to 2 s backoff), so a
-restarted peer is used again within about two seconds.
+A peer that is down becomes UNAVAILABLE, one that does not answer within the deadline (the caller's, passed on,
+or the configured peer timeout) DEADLINE_EXCEEDED, each with a message naming the peer and its address; an
+overloaded peer's RESOURCE_EXHAUSTED keeps its retry hint (trailing `retry-after-ms`); the codes a caller can act on
+(INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ABORTED, RESOURCE_EXHAUSTED, PERMISSION_DENIED) pass through
+with the peer's message. Channels reconnect quickly (100 ms to 2 s backoff), so a
+restarted peer is used again within about two seconds. With WIKIMEM_INTERNAL_* set, the channels speak mutual TLS
+(wikimem_common.tls).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from typing import TypeVar
 import grpc
 
 from wikimem_common import errors
+from wikimem_common import server as wserver
 from wikimem_common.server import GRPC_OPTIONS
+from wikimem_common.tls import TlsConfig
+from wikimem_contract import metadata
 from wikimem_contract.v1 import (
     common_pb2,
     embedder_pb2,
@@ -53,22 +59,42 @@ _PASS_THROUGH: dict[grpc.StatusCode, type[errors.ServiceError]] = {
 MODEL_ID_TTL_S = 60.0
 
 
+def retry_after(exc: grpc.RpcError) -> float | None:
+    """The peer's retry hint (trailing `retry-after-ms`) of a RESOURCE_EXHAUSTED answer, in seconds."""
+    if not isinstance(exc, grpc.Call):
+        return None
+    for key, value in exc.trailing_metadata() or ():
+        if key == metadata.RETRY_AFTER_MS:
+            try:
+                return max(0.0, float(value) / 1000.0)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 class Peer:
     """One peer service: a channel, its name and address, and error mapping for calls through it."""
 
-    def __init__(self, name: str, address: str) -> None:
+    def __init__(self, name: str, address: str, tls_config: TlsConfig | None = None) -> None:
         self.name = name
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        # mutual TLS when WIKIMEM_INTERNAL_* are set (the peer refuses a caller without a certificate it trusts)
+        self.channel = wserver.channel(address, options=CHANNEL_OPTIONS, tls_config=tls_config)
 
     def error(self, exc: grpc.RpcError, timeout: float) -> errors.ServiceError:
         code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
         details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # overloaded: its retry hint goes on to our caller
+            return errors.ResourceExhausted(details, retry_after(exc))
         passed = _PASS_THROUGH.get(code)
         if passed is not None:
             return passed(details)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return errors.Unavailable(f"{self.name} service at {self.address} did not answer within {timeout:.1f}s")
+            # the caller's deadline (passed on to every peer call) or this call's own limit ran out: the peer is
+            # too slow or too busy; DEADLINE_EXCEEDED, not UNAVAILABLE, so that a caller can tell the two apart
+            return errors.DeadlineExceeded(
+                f"{self.name} service at {self.address} did not answer within {timeout:.2f}s: {details}"
+            )
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             return errors.Unavailable(f"{self.name} service at {self.address} is unavailable: {details}")
         return errors.ServiceError(f"{self.name} service at {self.address} failed ({code.name}): {details}")
@@ -92,11 +118,12 @@ class Peer:
 class GrpcBackends:
     """The orchestrator's view of its peers (implements pipeline.Backends and documents.MemoryBackend)."""
 
-    def __init__(self, config: OrchestratorConfig) -> None:
-        self.embedder = Peer("embedder", config.embedder_addr)
-        self.memory = Peer("memory", config.memory_addr)
-        self.reranker = Peer("reranker", config.reranker_addr)
-        self.reader = Peer("reader", config.reader_addr)
+    def __init__(self, config: OrchestratorConfig, tls_config: TlsConfig | None = None) -> None:
+        tls = tls_config if tls_config is not None else TlsConfig.from_env()
+        self.embedder = Peer("embedder", config.embedder_addr, tls)
+        self.memory = Peer("memory", config.memory_addr, tls)
+        self.reranker = Peer("reranker", config.reranker_addr, tls)
+        self.reader = Peer("reader", config.reader_addr, tls)
         self._embedder = embedder_pb2_grpc.EmbedderStub(self.embedder.channel)
         self._memory = memory_pb2_grpc.MemoryStub(self.memory.channel)
         self._reranker = reranker_pb2_grpc.RerankerStub(self.reranker.channel)

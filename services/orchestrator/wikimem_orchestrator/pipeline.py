@@ -5,8 +5,11 @@ generation), then — after embedding — the QA memory (qa_memory.py: the same 
 re-running its retrieval gives the same chunks); `AskResponse.cache_source` says which answered.
 
 Peers are reached through the `Backends` protocol (messages in, messages out, domain errors raised); no gRPC
-channels or call objects here. Degradation: a failing reranker leaves the vector order (`reranked=false` plus a
-warning); a failing cache leaves the answer uncached (plus a warning). Everything else that fails is an error.
+channels or call objects here. Deadlines: the caller's deadline bounds every peer call (each gets the time left,
+at most its configured timeout), and a stage with no time left is not started (DEADLINE_EXCEEDED). Degradation:
+a reranker that is overloaded, too slow or down fails the Ask, or, with WIKIMEM_ON_RERANK_OVERLOAD=degrade, leaves
+the vector order (`reranked=false` plus a warning; overload.py); a failing cache leaves the answer uncached (plus a
+warning). Everything else that fails is an error.
 
 Abstaining: when nothing is retrieved or the reader finds no supported answer, `abstained=true`,
 `abstain_reason` says why and `answer` is ABSTAIN_ANSWER (a sentence a person can read; clients that want an
@@ -31,15 +34,17 @@ import numpy as np
 import numpy.typing as npt
 
 from wikimem_common import vectors
-from wikimem_common.errors import InvalidArgument, ServiceError, require_text
+from wikimem_common.errors import DeadlineExceeded, InvalidArgument, ServiceError, require_text
 from wikimem_common.markup import mask_markup
 from wikimem_common.timing import Timings
 from wikimem_contract.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 
+from .answering import READER_THRESHOLD_OFF, AnswerPolicy, decide
 from .cache import AnswerKey, GenerationTracker, QueryCache, normalise_collection, normalise_question
 from .citations import build_citation
 from .config import OrchestratorConfig
 from .grounding import POLICIES, add_extractive, ground_generated
+from .overload import ReaderRateLimit, on_rerank_failure
 from .qa_memory import Hit, QAMemory
 from .verify import Embed
 
@@ -111,6 +116,10 @@ class AskParams:
         }
 
 
+#: A peer call is not started with less than this left of the caller's deadline (it could not do useful work).
+MIN_PEER_CALL_S = 0.01
+
+
 class Deadline:
     """The caller's deadline (absolute, monotonic clock) bounding each peer call's configured timeout."""
 
@@ -118,9 +127,16 @@ class Deadline:
         self.at = None if remaining_s is None else time.monotonic() + remaining_s
 
     def timeout(self, configured: float) -> float:
+        """The timeout of the next peer call: the time left, at most `configured`; DEADLINE_EXCEEDED (nothing
+        started) when too little is left."""
         if self.at is None:
             return configured
-        return max(0.001, min(configured, self.at - time.monotonic()))
+        left = self.at - time.monotonic()
+        if left < MIN_PEER_CALL_S:
+            raise DeadlineExceeded(
+                f"the caller's deadline expired ({left:.3f}s left) before the next step could start"
+            )
+        return min(configured, left)
 
 
 def parse_groups(raw: str | None) -> tuple[str, ...]:
@@ -158,12 +174,17 @@ class Pipeline:
         cache: QueryCache,
         generation: GenerationTracker,
         qa_memory: QAMemory | None = None,
+        answer_policy: AnswerPolicy | None = None,
     ) -> None:
         self.config = config
         self.backends = backends
         self.cache = cache
         self.generation = generation
         self.qa_memory = qa_memory
+        #: Extractive answers: span choice and abstention decided here (answering.py), not by the reader alone.
+        self.answer_policy = answer_policy or AnswerPolicy.from_env()
+        #: Generative reads per caller (the servicer charges each Ask that names a generative reader).
+        self.reader_limit = ReaderRateLimit(config)
 
     # request validation
     def params(self, question: str, options: rag_pb2.AskOptions, groups: Sequence[str]) -> AskParams:
@@ -375,7 +396,8 @@ class Pipeline:
         warnings: list[str],
         response: rag_pb2.AskResponse,
     ) -> list[common_pb2.ScoredChunk]:
-        """Hits in reranker order with reranker scores; on any reranker failure, vector order and a warning."""
+        """Hits in reranker order with reranker scores; on a reranker failure, WIKIMEM_ON_RERANK_OVERLOAD decides:
+        an error (fail), or the vector order marked `reranked=false` with a warning (degrade)."""
         if len(hits) < 2:
             return hits
         request = reranker_pb2.RerankRequest(
@@ -390,9 +412,8 @@ class Pipeline:
                     f"for {len(hits)} passages"
                 )
         except ServiceError as exc:
-            log.warning("reranker failed; using vector order", extra={"error": exc.message})
+            warnings.append(on_rerank_failure(exc, self.config.on_rerank_overload))  # raises unless "degrade"
             response.reranked = False
-            warnings.append(f"reranker unavailable, passages in vector order: {exc.message}")
             return hits
         return [common_pb2.ScoredChunk(chunk=hits[i].chunk, score=result.scores[i]) for i in result.order]
 
@@ -409,7 +430,11 @@ class Pipeline:
             reader_pb2.ReadPassage(id=p.chunk.chunk_id, text=mask_markup(p.chunk.text), title=p.chunk.title)
             for p in passages
         ]
+        policy = self.answer_policy
         options = reader_pb2.ReadOptions(backend=params.reader, max_answers=1, max_tokens=params.max_tokens)
+        if policy.enabled:  # every candidate span comes back; _answer decides (generative readers ignore both)
+            options.max_answers = policy.candidates
+            options.no_answer_threshold = READER_THRESHOLD_OFF
         timeout = deadline.timeout(self.config.read_timeout_s)
         with timings.stage("read"):
             if not stream:
@@ -417,6 +442,7 @@ class Pipeline:
                     reader_pb2.ReadRequest(question=params.question, passages=read_passages, options=options), timeout
                 )
             request = reader_pb2.ReadStreamRequest(question=params.question, passages=read_passages, options=options)
+            # (Asked for several candidates, a span reader streams no delta: run() sends the decided answer.)
             for event in self.backends.read_stream(request, timeout):
                 if event.WhichOneof("event") == "delta":
                     sent.append(event.delta)
@@ -450,10 +476,22 @@ class Pipeline:
                     self.config.verify, warnings,
                 )
             return
-        if best.passage_index >= len(passages):
+        if any(a.passage_index >= len(passages) for a in read.answers):
             raise ServiceError(
-                f"reader answered from passage {best.passage_index}, but only {len(passages)} were given"
+                f"reader answered from passage {max(a.passage_index for a in read.answers)}, but only "
+                f"{len(passages)} were given"
             )
+        if self.answer_policy.enabled:
+            rerank_scores = [p.score for p in passages] if response.reranked else None
+            decision = decide(read.answers, rerank_scores, self.answer_policy)
+            if decision.answer is None:
+                response.abstained = True
+                response.abstain_reason = (
+                    f"no supported answer (decision score {decision.value:.2f} < {decision.threshold:.2f})"
+                )
+                response.answer = ABSTAIN_ANSWER
+                return
+            best = decision.answer
         chunk = passages[best.passage_index].chunk
         citation = build_citation(chunk, best)
         # The exact span is in the citation; the displayed answer folds hard-wrapped lines and runs of spaces.

@@ -60,6 +60,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from wikimem_common import metrics
 from wikimem_common.errors import NotFound, ServiceError
 from wikimem_contract.v1 import common_pb2, memory_pb2, rag_pb2
 
@@ -381,6 +382,25 @@ class QAMemory:
     ) -> Hit | None:
         """The first candidate still valid (see the module docstring), else None; outdated ones are forgotten.
         `search_request(vector, question)` builds the Ask's retrieval for a remembered question."""
+        hit = self._lookup(
+            scope, vector, question, collection, groups, search_request, generation, verifier, timeout, warnings
+        )
+        metrics.cache_lookup("qa_memory", hit is not None)
+        return hit
+
+    def _lookup(
+        self,
+        scope: str,
+        vector: Vector,
+        question: str,
+        collection: str,
+        groups: Sequence[str],
+        search_request: Callable[[Vector, str], memory_pb2.SearchRequest],
+        generation: int,
+        verifier: Verifier,
+        timeout: Callable[[], float],
+        warnings: list[str],
+    ) -> Hit | None:
         for candidate in self.candidates(scope, vector, question, warnings):
             try:
                 valid = self._valid(candidate, collection, groups, search_request, generation, verifier, timeout)

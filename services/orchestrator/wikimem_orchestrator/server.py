@@ -1,13 +1,21 @@
-"""Wiring: config -> peers, cache, pipeline, documents -> Rag servicer."""
+"""Wiring: config -> peers, cache, pipeline, documents, authentication, audit -> Rag servicer."""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 
 import grpc
 
+from wikimem_common.config import ConfigError
+from wikimem_common.redis_target import RedisTarget
+from wikimem_common.server import listen_address
 from wikimem_contract.v1 import rag_pb2, rag_pb2_grpc
 
+from .audit import AuditLog
+from .auth import Authenticator
+from .auth.settings import loopback
 from .cache import CacheStore, GenerationTracker, LocalStore, QueryCache, RedisStore
 from .config import OrchestratorConfig
 from .documents import Documents
@@ -16,12 +24,15 @@ from .pipeline import Pipeline
 from .qa_memory import LocalQAStore, QAMemory, QAMemorySettings, RedisQAStore
 from .servicer import RagServicer
 
+log = logging.getLogger("wikimem.orchestrator")
+
 
 def make_store(config: OrchestratorConfig) -> CacheStore | None:
     if not config.cache:
         return None
-    if config.redis_url:
-        return RedisStore(config.redis_url, config.cache_prefix, config.redis_timeout_s, config.redis_retry_s)
+    target = config.redis or (RedisTarget(url=config.redis_url) if config.redis_url else None)
+    if target is not None:
+        return RedisStore(target, config.cache_prefix, config.redis_timeout_s, config.redis_retry_s)
     return LocalStore(config.local_cache_entries)
 
 
@@ -40,17 +51,43 @@ def make_qa_memory(config: OrchestratorConfig, store: CacheStore | None) -> QAMe
     return QAMemory(qa_store, settings, revisions=store.get_revisions)
 
 
+def make_authenticator(config: OrchestratorConfig, listen: str) -> Authenticator:
+    """The authenticator (keys and key files read now: a bad one stops the start); warns when nothing is
+    authenticated on an address other hosts can reach."""
+    try:
+        authenticator = Authenticator(config.auth)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"authentication cannot start: {exc}") from exc
+    if not config.auth.enabled and not loopback(listen):
+        log.warning(
+            "authentication is OFF on a non-loopback address: any caller can read every group's documents by "
+            "sending x-wikimem-groups, and write; set WIKIMEM_AUTH (docs/security.md)",
+            extra={"address": listen},
+        )
+    elif config.auth.enabled and not loopback(listen) and not os.environ.get("WIKIMEM_TLS_CERT", "").strip():
+        log.warning(
+            "authentication is on but the public port is plaintext on a non-loopback address: bearer tokens and API "
+            "keys travel in the clear; set WIKIMEM_TLS_CERT/WIKIMEM_TLS_KEY, or terminate TLS in front of it "
+            "(ingress, service mesh) and keep this port unreachable from elsewhere (docs/security.md)",
+            extra={"address": listen},
+        )
+    return authenticator
+
+
 def build(
-    config: OrchestratorConfig | None = None,
+    config: OrchestratorConfig | None = None, listen: str | None = None
 ) -> tuple[Callable[[grpc.Server], Sequence[str]], Callable[[], None]]:
+    """`listen`: the address the server will bind (for the warning above; default: from the environment)."""
     cfg = config or OrchestratorConfig.from_env()
     cfg.validate()
+    authenticator = make_authenticator(cfg, listen or listen_address("orchestrator"))
+    audit = AuditLog(cfg.auth.audit_log)
     backends = GrpcBackends(cfg)
     store = make_store(cfg)
     cache = QueryCache(store, cfg.answer_ttl_s, cfg.embedding_ttl_s)
     tracker = GenerationTracker(lambda: backends.generation(cfg.peer_timeout_s), cfg.generation_max_age_s)
     pipeline = Pipeline(cfg, backends, cache, tracker, make_qa_memory(cfg, store))
-    servicer = RagServicer(pipeline, Documents(cfg, backends, cache, tracker))
+    servicer = RagServicer(pipeline, Documents(cfg, backends, cache, tracker), authenticator, audit)
 
     def register(server: grpc.Server) -> list[str]:
         rag_pb2_grpc.add_RagServicer_to_server(servicer, server)
@@ -59,5 +96,6 @@ def build(
     def close() -> None:
         backends.close()
         cache.close()
+        audit.close()
 
     return register, close

@@ -68,9 +68,10 @@ class ReaderBackend:
         threshold: float | None,
         timings: Timings,
     ) -> Iterator[str | ReadOutcome]:
-        """Text deltas, then the outcome. Default: the whole best answer as one delta."""
+        """Text deltas, then the outcome. Default: the whole best answer as one delta; none when several
+        candidates were asked for (the caller chooses among them, so the best span may not be the answer)."""
         outcome = self.read(question, passages, max_answers, threshold, timings)
-        if outcome.answers:
+        if outcome.answers and max_answers <= 1:
             yield outcome.answers[0].text
         yield outcome
 

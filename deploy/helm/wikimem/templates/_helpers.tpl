@@ -172,9 +172,15 @@ app.kubernetes.io/part-of: wikimem
 {{- else if .root.Values.tls.internal.enabled }}true{{ end }}
 {{- end }}
 
-{{/* The internal TLS Secret of a service. */}}
+{{/* The internal TLS Secret of a service: its perService entry, else existingSecret, else <fullname>-internal-tls. */}}
 {{- define "wikimem.internalTlsSecret" -}}
-{{- index (.root.Values.tls.internal.perService | default dict) .svc | default .root.Values.tls.internal.existingSecret }}
+{{- $default := .root.Values.tls.internal.existingSecret | default (printf "%s-internal-tls" (include "wikimem.fullname" .root)) }}
+{{- index (.root.Values.tls.internal.perService | default dict) .svc | default $default }}
+{{- end }}
+
+{{/* Whether a service calls peers (its channels get WIKIMEM_GRPC_LB). */}}
+{{- define "wikimem.hasPeers" -}}
+{{- if trim (include (printf "wikimem.peersOf.%s" .svc) .root) }}true{{ end }}
 {{- end }}
 
 {{/* WIKIMEM_AUTH: what the auth section configures (jwt, apikey or both). */}}
@@ -228,12 +234,8 @@ app.kubernetes.io/part-of: wikimem
 {{- if and .Values.tls.public.enabled (not .Values.tls.public.existingSecret) }}
 {{- fail "tls.public.enabled needs tls.public.existingSecret (a kubernetes.io/tls Secret: tls.crt, tls.key)" }}
 {{- end }}
-{{- if .Values.tls.internal.enabled }}
-{{- range $svc := splitList " " (include "wikimem.services" .) }}
-{{- if not (include "wikimem.internalTlsSecret" (dict "root" $ "svc" $svc)) }}
-{{- fail (printf "tls.internal.enabled needs tls.internal.existingSecret or tls.internal.perService.%s (tls.crt, tls.key, ca.crt)" $svc) }}
-{{- end }}
-{{- end }}
+{{- if and (has .Values.orchestrator.service.type (list "LoadBalancer" "NodePort")) (not .Values.auth.enabled) (not .Values.auth.allowUnauthenticatedExposure) }}
+{{- fail (printf "orchestrator.service.type=%s exposes the orchestrator outside the cluster, but auth.enabled=false: every caller would be anonymous and claim any groups. Turn on auth (auth.jwks.url or auth.apiKeys.existingSecret; docs/security.md), or set auth.allowUnauthenticatedExposure=true" .Values.orchestrator.service.type) }}
 {{- end }}
 {{- if .Values.auth.enabled }}
 {{- if not (include "wikimem.authModes" .) }}

@@ -13,7 +13,7 @@ from wikimem_common.config import ConfigError
 from ..config import MemoryConfig
 from .base import DocRecord, Registry, VectorStore
 from .edge import BackgroundOptimizer, EdgeVectorStore
-from .qdrant import QdrantRegistry, QdrantVectorStore, connect
+from .qdrant import Layout, QdrantRegistry, QdrantVectorStore, connect
 from .sqlite_registry import SqliteRegistry
 
 __all__ = ["Backend", "DocRecord", "Registry", "VectorStore", "open_backend"]
@@ -77,8 +77,9 @@ def open_backend(config: MemoryConfig, optimize_in_background: bool = True) -> B
     if config.backend == "qdrant":
         client = connect(config.qdrant_url or "", config.qdrant_api_key)
         try:
-            qstore = QdrantVectorStore(client, f"{config.qdrant_prefix}_chunks", config.dim)
-            qregistry = QdrantRegistry(client, f"{config.qdrant_prefix}_documents")
+            layout = Layout(config.qdrant_shards, config.qdrant_replication, config.qdrant_write_consistency)
+            qstore = QdrantVectorStore(client, f"{config.qdrant_prefix}_chunks", config.dim, layout)
+            qregistry = QdrantRegistry(client, f"{config.qdrant_prefix}_documents", layout)
         except ConfigError:
             client.close()
             raise

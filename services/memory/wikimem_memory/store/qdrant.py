@@ -16,6 +16,7 @@ import threading
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -121,10 +122,28 @@ def _hits(points: list[Any]) -> list[Hit]:
     return sorted(hits, key=lambda h: (-h.score, h.id))
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a new collection spreads over a distributed Qdrant: shards, copies per shard, acks per write."""
+
+    shards: int = 1
+    replication: int = 1
+    write_consistency: int = 1
+
+    def create(self, client: QdrantClient, name: str, **params: Any) -> None:
+        client.create_collection(
+            name,
+            shard_number=self.shards,
+            replication_factor=self.replication,
+            write_consistency_factor=self.write_consistency,
+            **params,
+        )
+
+
 class QdrantVectorStore:
     backend = "qdrant"
 
-    def __init__(self, client: QdrantClient, collection: str, dim: int) -> None:
+    def __init__(self, client: QdrantClient, collection: str, dim: int, layout: Layout | None = None) -> None:
         self._client = client
         self.name = collection
         self.dim = dim
@@ -138,7 +157,8 @@ class QdrantVectorStore:
                 self.lexical = False  # made before lexical retrieval existed: dense only
                 log.warning(NO_LEXICAL_INDEX, extra={"collection": collection})
         else:
-            client.create_collection(
+            (layout or Layout()).create(
+                client,
                 collection,
                 vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
                 sparse_vectors_config={LEXICAL_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
@@ -247,13 +267,13 @@ class QdrantVectorStore:
 class QdrantRegistry:
     """Documents as payload-only points in a vectorless collection (id = uuid5 of collection and doc id)."""
 
-    def __init__(self, client: QdrantClient, collection: str) -> None:
+    def __init__(self, client: QdrantClient, collection: str, layout: Layout | None = None) -> None:
         self._client = client
         self.name = collection
         #: Cached once recorded (it never changes then); "" is read again, another replica may record it.
         self._embedding_model = ""
         if not client.collection_exists(collection):
-            client.create_collection(collection, vectors_config={})
+            (layout or Layout()).create(client, collection, vectors_config={})
             _ensure_indexes(client, collection, ("kind", "collection", "doc_id", "read"), ("revision",))
         elif not self.embedding_model() and self._has_documents():
             log.warning(LEGACY_EMBEDDING_MODEL_ADOPTED, extra={"collection": collection})
