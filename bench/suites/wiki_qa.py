@@ -97,7 +97,11 @@ def _row(
     s = summary(asked)
     n_a, n_u = int(s["answerable"]), int(s["unanswerable"])
     e = edit_summary(edits) if edits is not None else None
-    edit_cells = f"{e['edits_right']}/{e['edits']} | {e['edits_stale']}" if e is not None and e["edits"] else "– | –"
+    edit_cells = (
+        f"{e['edits_right']}/{e['edits']} | {e['edits_stale']} ({e['edits_old_revision_cited']})"
+        if e is not None and e["edits"]
+        else "– | –"
+    )
     retrieval = f"{s['page_ranked_first']}/{n_a} | {s['page_read']}/{n_a}" if diagnostics else "– | –"
     return (
         f"| {label} | {corpus} | {s['right']}/{n_a} | {s['page_first']}/{n_a} | {s['abstained_answerable']}/{n_a} | "
@@ -192,7 +196,9 @@ def run(ctx: Context) -> SuiteResult:
         "answer in the answer, or the answer inside the gold fact and a gold answer in the cited quote; page first: "
         "the first citation is the question's page (or an alternative page); the last two columns (diagnostics): "
         "the page is the top reranked passage's, is among the passages read. Edits: ask, PutDocument the edit, ask "
-        "again (caches on); right = new fact present and old absent, stale = old fact present.",
+        "again (caches on); right = new fact present and old absent, stale = old fact present (in brackets: "
+        "answers citing the edited page at a revision before the edit; the old fact may still be stated elsewhere "
+        "on the page or on other pages).",
         "",
         "| system | corpus | right | right page first | abstained (answerable) | abstained (unanswerable) | "
         "edits right | edits stale | p50 ms | p99 ms | page ranked first | page among those read |",

@@ -128,7 +128,7 @@ def ask_all(
 
 def run_edits(address: str, edits: Sequence[EditScenario], pages: dict[str, Page], desc: str) -> list[EditOutcome]:
     """Per scenario: ask (fills the caches), PutDocument the edited page, ask again (caches on, as a user would),
-    judge that answer, then put the original page back."""
+    judge that answer (and whether it cites the edited page at an older revision), then put the original back."""
     from wikimem.client import WikimemClient
 
     out: list[EditOutcome] = []
@@ -136,10 +136,11 @@ def run_edits(address: str, edits: Sequence[EditScenario], pages: dict[str, Page
         for e in progress(edits, desc):
             page = pages[e.doc_id]
             client.ask(e.question)
-            client.put_document(e.doc_id, e.apply(page.text), source=str(page.path))
+            put = client.put_document(e.doc_id, e.apply(page.text), source=str(page.path))
             a = client.ask(e.question)
             cited = a.citations[0] if a.citations else None
-            out.append(judge_edit(e, a.answer, a.abstained, cited.quote if cited else ""))
+            old_revision = any(c.doc_id == e.doc_id and c.revision < put.document.revision for c in a.citations)
+            out.append(judge_edit(e, a.answer, a.abstained, cited.quote if cited else "", old_revision))
             client.put_document(e.doc_id, page.text, source=str(page.path))
     return out
 

@@ -104,14 +104,16 @@ class EditOutcome:
     right: bool
     stale: bool
     abstained: bool
+    #: The answer cites the edited page at a revision before the edit (a stale cache or chunk, whatever it says).
+    old_revision: bool = False
 
 
-def judge_edit(e: EditScenario, answer: str, abstained: bool, quote: str) -> EditOutcome:
+def judge_edit(e: EditScenario, answer: str, abstained: bool, quote: str, old_revision: bool = False) -> EditOutcome:
     if abstained:
-        return EditOutcome(e.id, e.corpus, answer, False, False, True)
+        return EditOutcome(e.id, e.corpus, answer, False, False, True, old_revision)
     new = answer_right((e.new_answer,), e.replace, answer, quote)
     stale = contains_any(answer, (e.old_answer,))
-    return EditOutcome(e.id, e.corpus, answer, new and not stale, stale, False)
+    return EditOutcome(e.id, e.corpus, answer, new and not stale, stale, False, old_revision)
 
 
 def summary(asked: Sequence[Asked]) -> dict[str, float | int]:
@@ -145,6 +147,7 @@ def edit_summary(outcomes: Sequence[EditOutcome]) -> dict[str, float | int]:
         "edits_right": sum(o.right for o in outcomes),
         "edits_stale": sum(o.stale for o in outcomes),
         "edits_abstained": sum(o.abstained for o in outcomes),
+        "edits_old_revision_cited": sum(o.old_revision for o in outcomes),
         "edits_right_share": round(sum(o.right for o in outcomes) / n, 3) if n else float("nan"),
     }
 

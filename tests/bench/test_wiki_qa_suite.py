@@ -141,3 +141,66 @@ def test_quick_suite_runs_on_dev_and_reports_every_corpus(tmp_path: Path, no_tes
     ids = {a["id"] for items in details["wikimem"].values() for a in items}
     dev_ids = {q.id for c in corpora for q in data.split(data.load_questions(data.question_path(c)), "dev")}
     assert ids and ids <= dev_ids
+
+
+#: Dev questions the default pipeline answers right (chosen on the dev split from two retrieval settings: the ones
+#: right in both; never test-split questions). Asked over each sample page plus every `SAMPLE_EVERY`-th other page.
+DEV_SAMPLE = (
+    "18f-008",
+    "18f-082",
+    "18f-167",
+    "18f-169",
+    "18f-209",
+    "sg-008",
+    "sg-020",
+    "sg-091",
+    "srcd-016",
+    "srcd-024",
+    "srcd-034",
+    "srcd-063",
+    "srcd-113",
+)
+SAMPLE_EVERY = 5
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+@needs_data
+def test_a_fixed_sample_of_dev_questions_stays_answered(tmp_path: Path) -> None:
+    from bench import handbook
+    from bench.common import running_system
+    from wikimem.client import WikimemClient
+
+    questions = {
+        q.id: q
+        for c in data.corpora()
+        if data.question_path(c).exists()
+        for q in data.load_questions(data.question_path(c))
+    }
+    sample = [questions[i] for i in DEV_SAMPLE]
+    assert all(q.split == "dev" and q.answerable for q in sample)  # never the test split
+    ctx = Context(quick=True, out=tmp_path, data=SHARED, work=tmp_path / "work")
+    right: list[str] = []
+    misses: list[str] = []
+    with running_system(ctx, "dev-sample", in_process=True) as address:
+        for corpus in sorted({q.corpus for q in sample}):
+            root = SHARED / corpus / "pages"
+            files = sorted(root.rglob("*.md"))
+            wanted = {q.doc_id for q in sample if q.corpus == corpus}
+            pages = [
+                handbook.Page(f.relative_to(root).as_posix(), f, f.read_text(encoding="utf-8"))
+                for i, f in enumerate(files)
+                if i % SAMPLE_EVERY == 0 or f.relative_to(root).as_posix() in wanted
+            ]
+            with WikimemClient(address, timeout=600) as client:
+                for page in pages:
+                    client.put_document(page.doc_id, page.text, source=str(page.path), collection=corpus)
+        with WikimemClient(address, timeout=120) as client:
+            for q in sample:
+                a = client.ask(q.question, collection=q.corpus, no_cache=True)
+                cited = a.citations[0] if a.citations else None
+                asked = score.judge(
+                    q, a.answer, a.abstained, cited.doc_id if cited else None, cited.quote if cited else "", 0.0
+                )
+                (right if asked.right else misses).append(f"{q.id}: {q.question!r} -> {a.answer!r}")
+    assert len(right) >= len(sample) - 1, misses

@@ -11,7 +11,8 @@ a reranker that is overloaded, too slow or down fails the Ask, or, with WIKIMEM_
 the vector order (`reranked=false` plus a warning; overload.py); a failing cache leaves the answer uncached (plus a
 warning). Everything else that fails is an error.
 
-Abstaining: when nothing is retrieved or the reader finds no supported answer, `abstained=true`,
+Abstaining: when nothing is retrieved or no supported answer is found (extractive readers: the pipeline decides
+from the reader's candidate spans and the reranker's scores, answering.py), `abstained=true`,
 `abstain_reason` says why and `answer` is ABSTAIN_ANSWER (a sentence a person can read; clients that want an
 empty string check `abstained`).
 
