@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import redis
 
 from wikimem_common.errors import Aborted, FailedPrecondition, Unavailable
+from wikimem_common.locks import KeyedLocks
 from wikimem_common.redis_target import RedisTarget
 
 log = logging.getLogger("wikimem.memory.coordination")
@@ -59,24 +60,10 @@ class LocalCoordinator:
     shared = False
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[Key, tuple[threading.Lock, int]] = {}
+        self._locks = KeyedLocks()
 
-    @contextlib.contextmanager
-    def hold(self, key: Key) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+    def hold(self, key: Key) -> contextlib.AbstractContextManager[None]:
+        return self._locks.hold(key)
 
     def allocate(self, key: Key, floor: int, requested: int) -> int:
         if requested and requested <= floor:

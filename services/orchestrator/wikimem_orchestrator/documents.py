@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Protocol
 
 from wikimem_common.errors import Aborted, InvalidArgument, NotFound
+from wikimem_common.locks import KeyedLocks
 from wikimem_common.timing import Timings
 from wikimem_contract.v1 import common_pb2, memory_pb2, rag_pb2
 
@@ -50,30 +49,6 @@ class MemoryBackend(Protocol):
     def get(self, request: memory_pb2.GetRequest, timeout: float) -> memory_pb2.GetResponse: ...
 
     def list(self, request: memory_pb2.ListRequest, timeout: float) -> memory_pb2.ListResponse: ...
-
-
-class KeyedLocks:
-    """One lock per key while anyone holds or waits for it (no table that grows with every document ever written)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: tuple[str, str]) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
 
 
 def _pause(attempt: int) -> None:
