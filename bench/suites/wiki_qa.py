@@ -38,7 +38,19 @@ TITLE = "paraphrased employee questions over real handbooks: right, right page f
 #: Local LLM reader: the first answerable and unanswerable questions of each corpus (7–17 s an answer on 2 cores).
 LLM_SAMPLE = (8, 2)
 LLM_SAMPLE_QUICK = (1, 1)
+#: "answerable,unanswerable" per corpus instead of LLM_SAMPLE (each LLM answer takes 7–50 s on 2 busy cores).
+LLM_SAMPLE_ENV = "WIKIMEM_BENCH_LLM_SAMPLE"
+
+
+def llm_sample_size(quick: bool) -> tuple[int, int]:
+    raw = os.environ.get(LLM_SAMPLE_ENV, "")
+    if raw:
+        n_ans, n_una = (int(x) for x in raw.split(","))
+        return n_ans, n_una
+    return LLM_SAMPLE_QUICK if quick else LLM_SAMPLE
 LLM_MODELS = ("0.5b", "1.5b")
+#: Which local LLMs to measure (comma separated; empty: none), e.g. to keep a quick run quick.
+LLM_MODELS_ENV = "WIKIMEM_BENCH_LLM_MODELS"
 SYSTEM_LABELS = {
     "wikimem": "wikimem, extractive reader (default)",
     "haystack": "Haystack peer (dense top 5 → same reader weights)",
@@ -48,7 +60,7 @@ SYSTEM_LABELS = {
 
 
 def _llm_sample(questions: Sequence[data.WikiQuestion], quick: bool) -> list[data.WikiQuestion]:
-    n_ans, n_una = LLM_SAMPLE_QUICK if quick else LLM_SAMPLE
+    n_ans, n_una = llm_sample_size(quick)
     return [q for q in questions if q.answerable][:n_ans] + [q for q in questions if not q.answerable][:n_una]
 
 
@@ -135,8 +147,11 @@ def run(ctx: Context) -> SuiteResult:
             edits[w.corpus] = run_edits(address, w.edits, pages, f"edits ({w.corpus})")
 
     # Local LLM reader, one stack per model (its model is chosen at start), on a fixed sample.
-    llm_models = [m for m in LLM_MODELS if gguf_available(m) is not None]
-    if not llm_models:
+    wanted = os.environ.get(LLM_MODELS_ENV, ",".join(LLM_MODELS))
+    llm_models = [m for m in (x.strip() for x in wanted.split(",")) if m and gguf_available(m) is not None]
+    if not wanted.strip():
+        notes.append(f"local-llm reader not measured: {LLM_MODELS_ENV} is empty")
+    elif not llm_models:
         notes.append("local-llm reader not measured: `make llm` (llama-cpp-python and the GGUFs) is not installed")
     for model in llm_models:
         system = f"llm-{model}"
@@ -218,7 +233,7 @@ def run(ctx: Context) -> SuiteResult:
         "wikimem right by kind: " + ", ".join(f"{k} {r}/{n}" for k, (r, n) in sorted(kinds.items())) + ".",
     ]
     if llm_models:
-        n_ans, n_una = LLM_SAMPLE_QUICK if ctx.quick else LLM_SAMPLE
+        n_ans, n_una = llm_sample_size(ctx.quick)
         md.append(
             f"Local LLM rows: a fixed sample (the first {n_ans} answerable and {n_una} unanswerable questions of each "
             "corpus in file order), as each generated answer takes seconds on this CPU."

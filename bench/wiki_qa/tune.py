@@ -2,6 +2,7 @@
 
     python -m bench.wiki_qa.tune dump --tag base      # stacks + ingest + Ask(include_passages) -> .cache/wiki_qa/
     python -m bench.wiki_qa.tune sweep --tag base     # reader in-process over the dumped passages; decisions swept
+    python -m bench.wiki_qa.tune sweep-sentences --tag base   # the sentence first decision (answering.py) swept
 
 `dump` asks every dev question of every corpus through a running stack (the settings in the environment, e.g.
 WIKIMEM_RETRIEVE_K) and keeps the reranked passages; `sweep` runs the extractive reader (this checkout's
@@ -300,9 +301,110 @@ def sweep_retrieval(tag: str) -> None:
         )
 
 
+def _reader_answers(cands: Sequence[Cand], read_k: int, limit: int) -> list[Any]:
+    """What the reader returns for `limit` candidates with its threshold off: best first, non-overlapping."""
+    from wikimem_contract.v1 import reader_pb2
+
+    chosen: list[Cand] = []
+    for c in sorted(cands, key=lambda c: c.score, reverse=True):
+        if len(chosen) == limit:
+            break
+        if c.passage < read_k and not any(
+            o.passage == c.passage and c.start < o.end and o.start < c.end for o in chosen
+        ):
+            chosen.append(c)
+    return [
+        reader_pb2.ReadAnswer(text=c.text, score=c.score, passage_index=c.passage, start=c.start, end=c.end)
+        for c in chosen
+    ]
+
+
+def sweep_sentences(tag: str, read_k: int = 5) -> None:
+    """The sentence first decision of answering.py over the dumped passages: sentences embedded once (cached)."""
+    import numpy as np
+
+    from wikimem_common.markup import mask_markup
+    from wikimem_embedder.config import EmbedderConfig
+    from wikimem_embedder.encoder import SentenceEncoder
+    from wikimem_orchestrator.answering import (
+        AnswerPolicy,
+        Sentence,
+        choose_sentence,
+        sentence_context,
+        sentence_input,
+    )
+    from wikimem_orchestrator.citations import quote_span, sentence_spans
+
+    records = json.loads((CACHE / f"{tag}.json").read_text())
+    questions = {q.id: q for c in data.corpora() for q in data.split(data.load_questions(data.question_path(c)), "dev")}
+    records = [r for r in records if r["id"] in questions]
+    raw = json.loads((CACHE / f"{tag}-plain-{os.environ.get('WIKIMEM_READER_VARIANT', 'fp32')}.cands.json").read_text())
+    cands = {k: [Cand(**c) for c in v] for k, v in raw.items()}
+    sentences: dict[str, list[Sentence]] = {}
+    inputs: dict[str, list[str]] = {}
+    for r in records:
+        rows = []
+        for i, p in enumerate(r["passages"][:read_k]):
+            masked = mask_markup(p["text"])
+            for start, end in sentence_spans(masked):
+                rows.append(Sentence(i, start, end, " ".join(masked[start:end].split())))
+        sentences[r["id"]] = rows
+        contexts = [sentence_context(p["title"], p["heading"]) for p in r["passages"][:read_k]]
+        inputs[r["id"]] = [sentence_input(contexts[s.passage_index], s.text) for s in rows]
+    cache = CACHE / f"{tag}-k{read_k}.sentences.npz"
+    if cache.exists():
+        stored = np.load(cache)
+        sims = {k: stored[k] for k in stored.files}
+    else:
+        encoder = SentenceEncoder(EmbedderConfig.from_env())
+        sims = {}
+        for r in progress(records, "embed sentences"):
+            q = encoder.embed([questions[r["id"]].question])[0].vector
+            embedded = encoder.embed(inputs[r["id"]]) if inputs[r["id"]] else []
+            sims[r["id"]] = np.array([float(e.vector @ q) for e in embedded], dtype=np.float32)
+        encoder.close()
+        np.savez(cache, **sims)
+
+    def run(policy: AnswerPolicy, limit: int) -> dict[str, int]:
+        n = {"ans": 0, "una": 0, "right": 0, "page": 0, "abs_ans": 0, "abs_una": 0}
+        for r in records:
+            q = questions[r["id"]]
+            answers = _reader_answers(cands[r["id"]], read_k, limit)
+            decision = choose_sentence(answers, sentences[r["id"]], sims[r["id"]], policy)
+            chosen = decision.answer
+            key = "ans" if q.answerable else "una"
+            n[key] += 1
+            if chosen is None:
+                n["abs_" + key] += 1
+                continue
+            if q.answerable:
+                p = r["passages"][chosen.passage_index]
+                qs, qe = quote_span(p["text"], chosen.start, chosen.end)
+                n["right"] += answer_right(q.answers, q.evidence, chosen.text, p["text"][qs:qe])
+                n["page"] += p["doc_id"] in q.doc_ids
+        return n
+
+    for limit, weight, floor in itertools.product((10, 20), (0.0, 0.0025, 0.005, 0.01), (-30.0, -20.0)):
+        best: tuple[float, dict[str, int]] | None = None
+        for threshold in [x / 100 for x in range(30, 80)]:
+            policy = AnswerPolicy(sentence_reader_weight=weight, sentence_floor=floor, sentence_threshold=threshold)
+            n = run(policy, limit)
+            if n["abs_una"] >= 0.8 * n["una"] and (best is None or n["right"] > best[1]["right"]):
+                best = (threshold, n)
+        off = run(AnswerPolicy(sentence_reader_weight=weight, sentence_floor=floor, sentence_threshold=-1e9), limit)
+        if best is not None:
+            t, n = best
+            print(
+                f"candidates={limit} weight={weight:g} floor={floor:g}: no abstention right "
+                f"{off['right']}/{off['ans']}; at >= 80% unanswerable abstained: threshold {t:.2f} right "
+                f"{n['right']}/{n['ans']} page {n['page']} abstained {n['abs_ans']}/{n['ans']} "
+                f"+ {n['abs_una']}/{n['una']}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wiki_qa.tune", description=__doc__)
-    parser.add_argument("command", choices=("dump", "sweep", "dump-retrieval", "sweep-retrieval"))
+    parser.add_argument("command", choices=("dump", "sweep", "dump-retrieval", "sweep-retrieval", "sweep-sentences"))
     parser.add_argument("--tag", default="base")
     parser.add_argument("--retrieve-k", type=int, default=20)
     parser.add_argument("--variants", default="plain,heading")
@@ -314,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         print(dump_retrieval(args.tag))
     elif args.command == "sweep-retrieval":
         sweep_retrieval(args.tag)
+    elif args.command == "sweep-sentences":
+        sweep_sentences(args.tag)
     else:
         sweep(args.tag, [v for v in args.variants.split(",") if v])
     return 0

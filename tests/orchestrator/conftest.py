@@ -37,6 +37,13 @@ def peer_config(peers: Peers, **overrides: Any) -> OrchestratorConfig:
     return dataclasses.replace(config, **overrides)
 
 
+@pytest.fixture(autouse=True)
+def _span_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake embedder gives every text the same vector, so sentence first would choose by the reader's span
+    alone; these tests take the span decision, and the sentence tests switch sentence first on themselves."""
+    monkeypatch.setenv("WIKIMEM_ANSWER_SENTENCES", "0")
+
+
 @pytest.fixture
 def make_orchestrator(peers: Peers) -> Iterator[Callable[..., Orchestrator]]:
     """make_orchestrator(**config overrides) -> a started orchestrator (stopped after the test)."""

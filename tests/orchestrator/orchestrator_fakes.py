@@ -64,10 +64,14 @@ class FakeEmbedder(embedder_pb2_grpc.EmbedderServicer):
         self.calls = calls
         #: EmbedResponse.model_id ("" like an embedder from before it existed); Info says "fake-embedder".
         self.model_id = ""
+        #: Set: requests of more than one text fail UNAVAILABLE (the question's own embedding still works).
+        self.fail_batches = False
 
     @grpc_errors
     def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.ServicerContext) -> embedder_pb2.EmbedResponse:
         self.calls.add("embed", request)
+        if self.fail_batches and len(request.texts) > 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "fake embedder: batches refused")
         matrix = np.ones((len(request.texts), 4), dtype=np.float32) / 2
         return embedder_pb2.EmbedResponse(
             vectors=vectors.to_proto(matrix), tokens=len(request.texts), model_id=self.model_id

@@ -6,7 +6,7 @@ import pytest
 
 from wikimem_common.config import ConfigError
 from wikimem_contract.v1 import reader_pb2
-from wikimem_orchestrator.answering import AnswerPolicy, decide
+from wikimem_orchestrator.answering import AnswerPolicy, Sentence, choose_sentence, decide, sentence_context
 
 
 def span(text: str, score: float, passage: int) -> reader_pb2.ReadAnswer:
@@ -47,3 +47,69 @@ def test_policy_from_the_environment_fails_fast_on_a_bad_candidate_count(monkeyp
     monkeypatch.setenv("WIKIMEM_ANSWER_CANDIDATES", "0")
     with pytest.raises(ConfigError, match="WIKIMEM_ANSWER_CANDIDATES"):
         AnswerPolicy.from_env()
+
+
+SENTENCES = [
+    Sentence(0, 0, 31, "Parental leave lasts 12 weeks."),
+    Sentence(0, 32, 60, "Ask HR for the form."),
+    Sentence(1, 0, 25, "Badges open every door."),
+]
+SENTENCE_POLICY = AnswerPolicy(sentence_reader_weight=0.01, sentence_floor=-30.0, sentence_threshold=0.5)
+
+
+def test_the_most_similar_sentence_answers_with_the_span_the_reader_found_inside_it() -> None:
+    inside = reader_pb2.ReadAnswer(text="12 weeks", score=1.0, passage_index=0, start=21, end=29)
+    elsewhere = reader_pb2.ReadAnswer(text="every door", score=8.0, passage_index=1, start=13, end=23)
+    decision = choose_sentence([elsewhere, inside], SENTENCES, [0.8, 0.3, 0.4], SENTENCE_POLICY)
+    assert decision.answer == inside  # 0.8 + 0.01 * 1 beats 0.4 + 0.01 * 8
+    assert decision.value == pytest.approx(0.81)
+
+
+def test_a_sentence_without_a_candidate_span_answers_whole_and_the_reader_can_tip_the_choice() -> None:
+    decision = choose_sentence([], SENTENCES, [0.3, 0.9, 0.4], SENTENCE_POLICY)
+    assert decision.answer is not None and decision.answer.text == "Ask HR for the form."
+    assert (decision.answer.passage_index, decision.answer.start, decision.answer.end) == (0, 32, 60)
+    strong = reader_pb2.ReadAnswer(text="every door", score=60.0, passage_index=1, start=13, end=23)
+    assert choose_sentence([strong], SENTENCES, [0.3, 0.9, 0.4], SENTENCE_POLICY).answer == strong
+
+
+def test_sentence_first_abstains_below_its_threshold_and_without_sentences() -> None:
+    low = choose_sentence([], SENTENCES, [0.3, 0.2, 0.1], SENTENCE_POLICY)  # 0.3 - 0.3 < 0.5
+    assert low.answer is None and low.value == pytest.approx(0.0)
+    assert choose_sentence([], [], [], SENTENCE_POLICY).answer is None
+
+
+def test_sentence_context_names_title_and_heading_once() -> None:
+    assert sentence_context("Leave", "Parental leave") == "Leave > Parental leave"
+    assert sentence_context("Leave", "Leave > Parental") == "Leave > Parental"
+    assert sentence_context("Leave", "") == "Leave" and sentence_context("", "") == ""
+
+
+def test_sentence_vectors_are_embedded_once_per_chunk_and_reused() -> None:
+    import numpy as np
+
+    from wikimem_contract.v1 import common_pb2
+    from wikimem_orchestrator.sentences import VectorCache, score
+
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.tile(np.array([[0.6, 0.8]], dtype=np.float32), (len(texts), 1))
+
+    def chunk(cid: str, text: str) -> common_pb2.ScoredChunk:
+        return common_pb2.ScoredChunk(chunk=common_pb2.Chunk(chunk_id=cid, text=text, title="Leave"))
+
+    cache = VectorCache(max_chunks=1)
+    q = np.array([1.0, 0.0], dtype=np.float32)
+    a, b = chunk("p@1#0", "Leave lasts 12 weeks. Ask HR."), chunk("p@1#1", "Badges open doors.")
+    sentences, sims = score(q, [a, b], embed, cache, "m")
+    assert [s.text for s in sentences] == ["Leave lasts 12 weeks.", "Ask HR.", "Badges open doors."]
+    assert calls == [["Leave: Leave lasts 12 weeks.", "Leave: Ask HR.", "Leave: Badges open doors."]]
+    assert np.allclose(sims, 0.6)
+    score(q, [b], embed, cache, "m")  # the newest chunk is cached: nothing embedded
+    assert len(calls) == 1
+    score(q, [a], embed, cache, "m")  # evicted (one chunk kept): embedded again
+    assert calls[-1] == ["Leave: Leave lasts 12 weeks.", "Leave: Ask HR."]
+    score(q, [a], embed, cache, "other-model")  # another model's vectors are never reused
+    assert len(calls) == 3

@@ -10,12 +10,21 @@ what the pipeline knows and the reader does not:
 - abstain unless `reader score + rerank_alpha × reranker score + agreement_beta × agreement ≥ threshold`, where
   agreement counts the other passages whose candidate span says the same (case and space folded).
 
+**Sentence first** (the default since dev showed it answers more at the same abstention): the span reader, fine-tuned
+on SQuAD-style questions, scores paraphrased questions poorly, while the sentence embedder (trained on paraphrase and
+question-answer pairs) still recognises the sentence that answers them. So the sentences of the passages read are
+embedded with their page title and heading, and the answer is the sentence with the best
+`cosine(question, sentence) + sentence_reader_weight × max(reader score of its best candidate span, floor)`; it
+answers with that span when the reader proposed one inside the sentence, else with the whole sentence; abstain
+below `sentence_threshold`. The citation's quote is exactly the chosen sentence (citations.sentence_spans).
+
 The weights and the threshold were chosen on the wiki-qa **dev** split (bench/wiki_qa/tune.py; figures in
 docs/benchmarks.md, "wiki-qa"), never on its test split. When the reranker failed (passages in vector order, scores
 on another scale) the reranker terms are left out and the reader's own calibrated threshold applies.
 Environment: WIKIMEM_ANSWER_POLICY (1 = this decision, 0 = the reader's own), WIKIMEM_ANSWER_CANDIDATES,
 WIKIMEM_ANSWER_RERANK_WEIGHT, WIKIMEM_ANSWER_RERANK_ALPHA, WIKIMEM_ANSWER_AGREEMENT_BETA, WIKIMEM_ANSWER_THRESHOLD,
-WIKIMEM_ANSWER_UNRERANKED_THRESHOLD.
+WIKIMEM_ANSWER_UNRERANKED_THRESHOLD, WIKIMEM_ANSWER_SENTENCES (1 = sentence first),
+WIKIMEM_ANSWER_SENTENCE_READER_WEIGHT, WIKIMEM_ANSWER_SENTENCE_FLOOR, WIKIMEM_ANSWER_SENTENCE_THRESHOLD.
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from wikimem_common.config import ConfigError, env_bool, env_float, env_int
 from wikimem_contract.v1 import reader_pb2
@@ -48,6 +60,13 @@ class AnswerPolicy:
     #: The threshold on the reader's score alone, for answers whose passages were not reranked (dev: 10/214 right,
     #: 39/43 unanswerable abstained at 0).
     unreranked_threshold: float = 0.0
+    #: Sentence first (see the module docstring); when off, or when the sentences could not be embedded, the span
+    #: decision above applies.
+    sentences: bool = True
+    sentence_reader_weight: float = 0.005
+    #: Sentences without a candidate span count as if their best span scored this (the reader's scores go far lower).
+    sentence_floor: float = -30.0
+    sentence_threshold: float = 0.49
 
     @classmethod
     def from_env(cls) -> AnswerPolicy:
@@ -59,6 +78,10 @@ class AnswerPolicy:
             agreement_beta=env_float("WIKIMEM_ANSWER_AGREEMENT_BETA", cls.agreement_beta),
             threshold=env_float("WIKIMEM_ANSWER_THRESHOLD", cls.threshold),
             unreranked_threshold=env_float("WIKIMEM_ANSWER_UNRERANKED_THRESHOLD", cls.unreranked_threshold),
+            sentences=env_bool("WIKIMEM_ANSWER_SENTENCES", cls.sentences),
+            sentence_reader_weight=env_float("WIKIMEM_ANSWER_SENTENCE_READER_WEIGHT", cls.sentence_reader_weight),
+            sentence_floor=env_float("WIKIMEM_ANSWER_SENTENCE_FLOOR", cls.sentence_floor),
+            sentence_threshold=env_float("WIKIMEM_ANSWER_SENTENCE_THRESHOLD", cls.sentence_threshold),
         )
         if not 1 <= policy.candidates <= 20:
             raise ConfigError(f"WIKIMEM_ANSWER_CANDIDATES={policy.candidates} must be in 1..20 (the reader's limit)")
@@ -101,3 +124,58 @@ def decide(
     )
     value = best.score + policy.rerank_alpha * rerank(best) + policy.agreement_beta * agreement
     return Decision(best if value >= policy.threshold else None, value, policy.threshold, agreement)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """passages[passage_index].text[start:end] == text."""
+
+    passage_index: int
+    start: int
+    end: int
+    text: str
+
+
+def sentence_context(title: str, heading: str) -> str:
+    """"Title > heading path" (the heading alone when it already starts with the title)."""
+    title, heading = title.strip(), heading.strip()
+    if heading and heading.startswith(title):
+        return heading
+    return f"{title} > {heading}" if heading and title else heading or title
+
+
+def sentence_input(context: str, sentence: str) -> str:
+    """What is embedded for a sentence: its page title and heading make "how long is it?" answerable."""
+    return f"{context}: {sentence}" if context else sentence
+
+
+def choose_sentence(
+    answers: Sequence[reader_pb2.ReadAnswer],
+    sentences: Sequence[Sentence],
+    similarity: npt.NDArray[np.float32] | Sequence[float],
+    policy: AnswerPolicy,
+) -> Decision:
+    """The sentence first decision: `similarity[i]` is the cosine of the question and `sentences[i]`."""
+    if not sentences:
+        return Decision(None, float("-inf"), policy.sentence_threshold, 0)
+    inside: dict[int, reader_pb2.ReadAnswer] = {}
+    for a in answers:  # the best candidate span inside each sentence
+        for i, s in enumerate(sentences):
+            if s.passage_index == a.passage_index and s.start <= a.start and a.end <= s.end:
+                if i not in inside or a.score > inside[i].score:
+                    inside[i] = a
+                break
+
+    def value(i: int) -> float:
+        span = max(inside[i].score, policy.sentence_floor) if i in inside else policy.sentence_floor
+        return float(similarity[i]) + policy.sentence_reader_weight * span
+
+    best = max(range(len(sentences)), key=value)
+    v = value(best)
+    if v < policy.sentence_threshold:
+        return Decision(None, v, policy.sentence_threshold, 0)
+    s = sentences[best]
+    chosen = inside.get(best) or reader_pb2.ReadAnswer(
+        text=s.text, score=v, passage_index=s.passage_index, start=s.start, end=s.end
+    )
+    return Decision(chosen, v, policy.sentence_threshold, 0)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,7 +41,8 @@ from wikimem_common.markup import mask_markup
 from wikimem_common.timing import Timings
 from wikimem_contract.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
 
-from .answering import READER_THRESHOLD_OFF, AnswerPolicy, decide
+from . import sentences as sentence_scores
+from .answering import READER_THRESHOLD_OFF, AnswerPolicy, Decision, choose_sentence, decide
 from .cache import AnswerKey, GenerationTracker, QueryCache, normalise_collection, normalise_question
 from .citations import build_citation
 from .config import OrchestratorConfig
@@ -184,6 +186,8 @@ class Pipeline:
         self.qa_memory = qa_memory
         #: Extractive answers: span choice and abstention decided here (answering.py), not by the reader alone.
         self.answer_policy = answer_policy or AnswerPolicy.from_env()
+        #: Sentence vectors of the chunks read (sentence first decision), per chunk id.
+        self.sentence_vectors = sentence_scores.VectorCache()
         #: Generative reads per caller (the servicer charges each Ask that names a generative reader).
         self.reader_limit = ReaderRateLimit(config)
 
@@ -284,9 +288,14 @@ class Pipeline:
         else:
             hits = self._rerank(params, hits, deadline, timings, warnings, response)
             passages = hits[: params.read_k]
+            scored = None
+            if self.answer_policy.enabled and self.answer_policy.sentences and response.reranked:
+                scored = sentence_scores.start(
+                    vectors.from_proto(vector), passages, self._embed_texts(deadline), self.sentence_vectors, model_id
+                )
             sent: list[str] = []
             read = yield from self._read(params, passages, deadline, timings, stream, sent)
-            self._answer(response, read, passages, params, deadline, timings, warnings)
+            self._answer(response, read, passages, params, deadline, timings, warnings, scored)
             if params.include_passages:
                 response.passages.extend(hits)
             if stream and not sent:  # a reader that streamed nothing (or abstained): the answer as one delta
@@ -461,6 +470,7 @@ class Pipeline:
         deadline: Deadline,
         timings: Timings,
         warnings: list[str],
+        scored: Future[sentence_scores.Scored] | None = None,
     ) -> None:
         response.reader, response.reader_model = read.backend, read.model
         if read.abstained or not read.answers:
@@ -483,8 +493,7 @@ class Pipeline:
                 f"{len(passages)} were given"
             )
         if self.answer_policy.enabled:
-            rerank_scores = [p.score for p in passages] if response.reranked else None
-            decision = decide(read.answers, rerank_scores, self.answer_policy)
+            decision = self._decide(read, passages, response.reranked, scored, timings, warnings)
             if decision.answer is None:
                 response.abstained = True
                 response.abstain_reason = (
@@ -500,6 +509,26 @@ class Pipeline:
         response.score = best.score
         response.citations.append(citation)
         add_extractive(response)
+
+    def _decide(
+        self,
+        read: reader_pb2.ReadResponse,
+        passages: list[common_pb2.ScoredChunk],
+        reranked: bool,
+        scored: Future[sentence_scores.Scored] | None,
+        timings: Timings,
+        warnings: list[str],
+    ) -> Decision:
+        """Sentence first when the sentences were scored; the span decision when not (or when scoring failed)."""
+        if scored is not None:
+            with timings.stage("sentences"):
+                try:
+                    sentences, similarity = scored.result()
+                except ServiceError as exc:
+                    warnings.append(f"sentences not scored ({exc.message}); the answer span was chosen without them")
+                else:
+                    return choose_sentence(read.answers, sentences, similarity, self.answer_policy)
+        return decide(read.answers, [p.score for p in passages] if reranked else None, self.answer_policy)
 
     def _embed_texts(self, deadline: Deadline) -> Embed:
         def embed(texts: list[str]) -> npt.NDArray[np.float32]:

@@ -30,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 import Stemmer
 
+from .citations import ends_with_abbreviation
+
 #: texts -> L2-normalised embeddings, one row per text.
 Embed = Callable[[list[str]], npt.NDArray[np.float32]]
 
@@ -80,13 +82,6 @@ class CheckedSentence:
 
 # --- text ------------------------------------------------------------------------------------------------------
 
-_ABBREVIATIONS = frozenset(
-    {
-        "e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "no", "fig", "approx", "dept", "inc", "ltd",
-        "co", "jr", "sr", "u.s", "d.c", "a.m", "p.m", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
-        "sept", "oct", "nov", "dec"
-    }
-)
 # End of a sentence: ., ! or ? (plus closing quotes/brackets) then white space; or a line break that starts a
 # list item, heading or table row; or a blank line.
 _END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|\n[ \t]*\n|\n(?=[ \t]*(?:[-*+][ \t]|\d+[.)][ \t]|#|\|))")
@@ -147,11 +142,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for m in _END.finditer(text):
-        if m.group(0).startswith("."):
-            word = re.search(r"([^\s(]*)$", text[start : m.start()])
-            last = (word.group(1) if word else "").lower().rstrip(".")
-            if last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha()):
-                continue
+        if m.group(0).startswith(".") and ends_with_abbreviation(text[start : m.start()]):
+            continue
         end = m.end() if not m.group(0).startswith("\n") else m.start()
         spans.append((start, end))
         start = m.end()
