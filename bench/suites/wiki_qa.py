@@ -51,6 +51,8 @@ def llm_sample_size(quick: bool) -> tuple[int, int]:
 LLM_MODELS = ("0.5b", "1.5b")
 #: Which local LLMs to measure (comma separated; empty: none), e.g. to keep a quick run quick.
 LLM_MODELS_ENV = "WIKIMEM_BENCH_LLM_MODELS"
+#: 0: leave the Haystack peer out (it does not depend on wikimem's settings; ~10 min).
+PEER_ENV = "WIKIMEM_BENCH_WIKIQA_PEER"
 SYSTEM_LABELS = {
     "wikimem": "wikimem, extractive reader (default)",
     "haystack": "Haystack peer (dense top 5 → same reader weights)",
@@ -170,6 +172,8 @@ def run(ctx: Context) -> SuiteResult:
 
     # The Haystack peer.
     try:
+        if os.environ.get(PEER_ENV, "1") == "0":
+            raise Skip(f"{PEER_ENV}=0")
         import torch
 
         from bench.onnx_weights import base_model_dir, write_hf_folder

@@ -370,7 +370,7 @@ def sweep_sentences(tag: str, read_k: int = 5) -> None:
         for r in records:
             q = questions[r["id"]]
             answers = _reader_answers(cands[r["id"]], read_k, limit)
-            decision = choose_sentence(answers, sentences[r["id"]], sims[r["id"]], policy)
+            decision = choose_sentence(answers, sentences[r["id"]], sims[r["id"]], policy, q.question)
             chosen = decision.answer
             key = "ans" if q.answerable else "una"
             n[key] += 1

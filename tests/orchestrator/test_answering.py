@@ -59,10 +59,18 @@ SENTENCE_POLICY = AnswerPolicy(sentence_reader_weight=0.01, sentence_floor=-30.0
 
 def test_the_most_similar_sentence_answers_with_the_span_the_reader_found_inside_it() -> None:
     inside = reader_pb2.ReadAnswer(text="12 weeks", score=1.0, passage_index=0, start=21, end=29)
-    elsewhere = reader_pb2.ReadAnswer(text="every door", score=8.0, passage_index=1, start=13, end=23)
+    elsewhere = reader_pb2.ReadAnswer(text="every door", score=5.0, passage_index=1, start=13, end=23)
     decision = choose_sentence([elsewhere, inside], SENTENCES, [0.8, 0.3, 0.4], SENTENCE_POLICY)
-    assert decision.answer == inside  # 0.8 + 0.01 * 1 beats 0.4 + 0.01 * 8
+    assert decision.answer == inside  # 0.8 + 0.01 * 1 beats 0.4 + 0.01 * 5
     assert decision.value == pytest.approx(0.81)
+
+
+def test_a_span_the_reader_is_sure_of_answers_when_its_sentence_is_on_topic() -> None:
+    inside = reader_pb2.ReadAnswer(text="12 weeks", score=1.0, passage_index=0, start=21, end=29)
+    sure = reader_pb2.ReadAnswer(text="every door", score=6.5, passage_index=1, start=13, end=23)
+    assert choose_sentence([sure, inside], SENTENCES, [0.8, 0.3, 0.35], SENTENCE_POLICY).answer == sure
+    # Off topic (similarity below 0.3), the sure span does not answer: the sentence choice does.
+    assert choose_sentence([sure, inside], SENTENCES, [0.8, 0.3, 0.25], SENTENCE_POLICY).answer == inside
 
 
 def test_a_sentence_without_a_candidate_span_answers_whole_and_the_reader_can_tip_the_choice() -> None:
@@ -113,3 +121,17 @@ def test_sentence_vectors_are_embedded_once_per_chunk_and_reused() -> None:
     assert calls[-1] == ["Leave: Leave lasts 12 weeks.", "Leave: Ask HR."]
     score(q, [a], embed, cache, "other-model")  # another model's vectors are never reused
     assert len(calls) == 3
+
+
+def test_a_code_in_the_question_counts_exactly_in_the_sentence_choice() -> None:
+    from wikimem_orchestrator.answering import code_terms
+
+    assert code_terms("Where is QZ-7731-K kept, in v2.1 or 2024?") == {"qz-7731-k", "v2.1", "2024"}
+    sentences = [
+        Sentence(0, 0, 40, "The belt (part QZ-7713-K) is on shelf 3."),
+        Sentence(1, 0, 40, "The key, tag QZ-7731-K, hangs in the office."),
+    ]
+    policy = AnswerPolicy(sentence_threshold=0.3)
+    chosen = choose_sentence([], sentences, [0.7, 0.6], policy, "Where is QZ-7731-K kept?").answer
+    assert chosen is not None and chosen.passage_index == 1
+    assert choose_sentence([], sentences, [0.7, 0.6], policy, "Where is the key kept?").answer.passage_index == 0  # type: ignore[union-attr]

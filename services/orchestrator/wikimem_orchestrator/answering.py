@@ -17,6 +17,14 @@ embedded with their page title and heading, and the answer is the sentence with 
 `cosine(question, sentence) + sentence_reader_weight × max(reader score of its best candidate span, floor)`; it
 answers with that span when the reader proposed one inside the sentence, else with the whole sentence; abstain
 below `sentence_threshold`. The citation's quote is exactly the chosen sentence (citations.sentence_spans).
+A reader that is sure keeps its answer: when a span scores at least `sentence_reader_sure` and the sentence around it
+is at least `sentence_sure_similarity` similar to the question, that span answers. Without it "Where is the
+headquarters of Acme Robotics?" got "three offices" (from "Acme Robotics has three offices.", cosine 0.80) instead
+of the reader's "Lisbon" (span score 6.35, its sentence's cosine 0.32). Dev cost: one right answer and one
+abstention on an unanswerable question.
+Identifiers count exactly: the question's tokens with a digit in them (part numbers, codes, years) that a sentence
+contains verbatim add `sentence_code_bonus` × their share to its value; embeddings barely tell "QZ-7731-K" from
+"QZ-7713-K", the reader and the reranker do, and so must the sentence choice.
 
 The weights and the threshold were chosen on the wiki-qa **dev** split (bench/wiki_qa/tune.py; figures in
 docs/benchmarks.md, "wiki-qa"), never on its test split. When the reranker failed (passages in vector order, scores
@@ -24,7 +32,8 @@ on another scale) the reranker terms are left out and the reader's own calibrate
 Environment: WIKIMEM_ANSWER_POLICY (1 = this decision, 0 = the reader's own), WIKIMEM_ANSWER_CANDIDATES,
 WIKIMEM_ANSWER_RERANK_WEIGHT, WIKIMEM_ANSWER_RERANK_ALPHA, WIKIMEM_ANSWER_AGREEMENT_BETA, WIKIMEM_ANSWER_THRESHOLD,
 WIKIMEM_ANSWER_UNRERANKED_THRESHOLD, WIKIMEM_ANSWER_SENTENCES (1 = sentence first),
-WIKIMEM_ANSWER_SENTENCE_READER_WEIGHT, WIKIMEM_ANSWER_SENTENCE_FLOOR, WIKIMEM_ANSWER_SENTENCE_THRESHOLD.
+WIKIMEM_ANSWER_SENTENCE_READER_WEIGHT, WIKIMEM_ANSWER_SENTENCE_FLOOR, WIKIMEM_ANSWER_SENTENCE_THRESHOLD,
+WIKIMEM_ANSWER_SENTENCE_READER_SURE, WIKIMEM_ANSWER_SENTENCE_SURE_SIMILARITY, WIKIMEM_ANSWER_SENTENCE_CODE_BONUS.
 """
 
 from __future__ import annotations
@@ -42,6 +51,13 @@ from wikimem_contract.v1 import reader_pb2
 #: The reader's threshold is switched off with this (it must be finite): every candidate comes back.
 READER_THRESHOLD_OFF = -1.0e4
 _SPACE = re.compile(r"\s+")
+#: A token with a digit in it: "QZ-7731-K", "2024", "v2.1", "4242".
+_CODE = re.compile(r"(?:[^\W_]+[-./:])*[^\W_]*\d[^\W_]*(?:[-./:][^\W_]+)*")
+
+
+def code_terms(text: str) -> set[str]:
+    """The tokens of `text` that have a digit in them, lower case."""
+    return {m.group(0).lower() for m in _CODE.finditer(text)}
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,9 @@ class AnswerPolicy:
     #: Sentences without a candidate span count as if their best span scored this (the reader's scores go far lower).
     sentence_floor: float = -30.0
     sentence_threshold: float = 0.49
+    sentence_reader_sure: float = 6.0
+    sentence_code_bonus: float = 0.2
+    sentence_sure_similarity: float = 0.3
 
     @classmethod
     def from_env(cls) -> AnswerPolicy:
@@ -82,6 +101,9 @@ class AnswerPolicy:
             sentence_reader_weight=env_float("WIKIMEM_ANSWER_SENTENCE_READER_WEIGHT", cls.sentence_reader_weight),
             sentence_floor=env_float("WIKIMEM_ANSWER_SENTENCE_FLOOR", cls.sentence_floor),
             sentence_threshold=env_float("WIKIMEM_ANSWER_SENTENCE_THRESHOLD", cls.sentence_threshold),
+            sentence_reader_sure=env_float("WIKIMEM_ANSWER_SENTENCE_READER_SURE", cls.sentence_reader_sure),
+            sentence_code_bonus=env_float("WIKIMEM_ANSWER_SENTENCE_CODE_BONUS", cls.sentence_code_bonus),
+            sentence_sure_similarity=env_float("WIKIMEM_ANSWER_SENTENCE_SURE_SIMILARITY", cls.sentence_sure_similarity),
         )
         if not 1 <= policy.candidates <= 20:
             raise ConfigError(f"WIKIMEM_ANSWER_CANDIDATES={policy.candidates} must be in 1..20 (the reader's limit)")
@@ -154,6 +176,7 @@ def choose_sentence(
     sentences: Sequence[Sentence],
     similarity: npt.NDArray[np.float32] | Sequence[float],
     policy: AnswerPolicy,
+    question: str = "",
 ) -> Decision:
     """The sentence first decision: `similarity[i]` is the cosine of the question and `sentences[i]`."""
     if not sentences:
@@ -166,10 +189,23 @@ def choose_sentence(
                     inside[i] = a
                 break
 
+    codes = code_terms(question)
+    exact = [
+        len(codes & code_terms(s.text)) / len(codes) if codes else 0.0 for s in sentences
+    ]
+
     def value(i: int) -> float:
         span = max(inside[i].score, policy.sentence_floor) if i in inside else policy.sentence_floor
-        return float(similarity[i]) + policy.sentence_reader_weight * span
+        return float(similarity[i]) + policy.sentence_reader_weight * span + policy.sentence_code_bonus * exact[i]
 
+    sure = [
+        i
+        for i, a in inside.items()
+        if a.score >= policy.sentence_reader_sure and similarity[i] >= policy.sentence_sure_similarity
+    ]
+    if sure:  # the reader is sure of a span in a sentence on the question's topic: it answers
+        i = max(sure, key=lambda i: inside[i].score)
+        return Decision(inside[i], value(i), policy.sentence_threshold, 0)
     best = max(range(len(sentences)), key=value)
     v = value(best)
     if v < policy.sentence_threshold:

@@ -289,7 +289,13 @@ class Pipeline:
             hits = self._rerank(params, hits, deadline, timings, warnings, response)
             passages = hits[: params.read_k]
             scored = None
-            if self.answer_policy.enabled and self.answer_policy.sentences and response.reranked:
+            # (Not for a reader named as generative: its own words are verified instead, grounding.py.)
+            if (
+                self.answer_policy.enabled
+                and self.answer_policy.sentences
+                and response.reranked
+                and params.reader in ("", "extractive")
+            ):
                 scored = sentence_scores.start(
                     vectors.from_proto(vector), passages, self._embed_texts(deadline), self.sentence_vectors, model_id
                 )
@@ -493,7 +499,7 @@ class Pipeline:
                 f"{len(passages)} were given"
             )
         if self.answer_policy.enabled:
-            decision = self._decide(read, passages, response.reranked, scored, timings, warnings)
+            decision = self._decide(params.question, read, passages, response.reranked, scored, timings, warnings)
             if decision.answer is None:
                 response.abstained = True
                 response.abstain_reason = (
@@ -512,6 +518,7 @@ class Pipeline:
 
     def _decide(
         self,
+        question: str,
         read: reader_pb2.ReadResponse,
         passages: list[common_pb2.ScoredChunk],
         reranked: bool,
@@ -527,7 +534,7 @@ class Pipeline:
                 except ServiceError as exc:
                     warnings.append(f"sentences not scored ({exc.message}); the answer span was chosen without them")
                 else:
-                    return choose_sentence(read.answers, sentences, similarity, self.answer_policy)
+                    return choose_sentence(read.answers, sentences, similarity, self.answer_policy, question)
         return decide(read.answers, [p.score for p in passages] if reranked else None, self.answer_policy)
 
     def _embed_texts(self, deadline: Deadline) -> Embed:

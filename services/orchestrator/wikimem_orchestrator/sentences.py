@@ -8,6 +8,7 @@ entry never goes stale, and the pages people ask about most are embedded once.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -108,5 +109,7 @@ def start(
     cache: VectorCache | None = None,
     model: str = "",
 ) -> Future[Scored]:
-    """`score` on the pool: the caller reads meanwhile and takes the result (or its error) afterwards."""
-    return _POOL.submit(score, question, list(passages), embed, cache, model)
+    """`score` on the pool: the caller reads meanwhile and takes the result (or its error) afterwards. It runs in a
+    copy of the caller's context, so its Embed call stays in the Ask's trace."""
+    context = contextvars.copy_context()
+    return _POOL.submit(context.run, score, question, list(passages), embed, cache, model)
