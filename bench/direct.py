@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wikimem_contract.v1 import embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem_contract.v1 import common_pb2, embedder_pb2, memory_pb2, rag_pb2, reader_pb2, reranker_pb2
+from wikimem_orchestrator.pipeline import Backends
 
 Handler = Callable[[Any, Any], Any]
 
@@ -78,11 +79,18 @@ class DirectBackends:
     def embed(self, text: str, timeout: float) -> embedder_pb2.EmbedResponse:
         return self._p["embedder"]["Embed"](embedder_pb2.EmbedRequest(texts=[text]), CONTEXT)
 
+    def embed_texts(self, texts: Sequence[str], timeout: float) -> common_pb2.Vectors:
+        response = self._p["embedder"]["Embed"](embedder_pb2.EmbedRequest(texts=list(texts)), CONTEXT)
+        return response.vectors
+
     def search(self, request: memory_pb2.SearchRequest, timeout: float) -> memory_pb2.SearchResponse:
         return self._p["memory"]["Search"](request, CONTEXT)
 
     def generation(self, timeout: float) -> int:
         return int(self._p["memory"]["Stats"](memory_pb2.StatsRequest(), CONTEXT).generation)
+
+    def get(self, request: memory_pb2.GetRequest, timeout: float) -> memory_pb2.GetResponse:
+        return self._p["memory"]["Get"](request, CONTEXT)
 
     def rerank(self, request: reranker_pb2.RerankRequest, timeout: float) -> reranker_pb2.RerankResponse:
         return self._p["reranker"]["Rerank"](request, CONTEXT)
@@ -97,6 +105,11 @@ class DirectBackends:
 
     def close(self) -> None:
         pass
+
+
+def _is_backends(backends: DirectBackends) -> Backends:
+    """mypy checks here that DirectBackends still has every method of pipeline.Backends."""
+    return backends
 
 
 @dataclass
