@@ -25,6 +25,8 @@ from bench.common import Context, SuiteResult, Target, latency_summary, progress
 from bench.ir import first_occurrence, ndcg_at, recall_at
 from bench.peers import MODES, Peers, parallel_map, system_with_peers
 from wikimem_contract.v1 import memory_pb2
+from wikimem_memory.config import MemoryConfig
+from wikimem_orchestrator.config import OrchestratorConfig
 from wikimem_orchestrator.pipeline import rerank_text
 
 TITLE = "Retrieval quality: BEIR SciFact test — BM25, dense, hybrid, each with and without the reranker"
@@ -89,19 +91,35 @@ class Ranking:
     chunk_ids: list[str]
     doc_ids: list[str]
     passages: list[str]
+    #: The query-chunk cosine of each hit (None in bm25 mode), for the pipeline's ranking (ranking.py).
+    cosines: list[float | None]
 
     def docs(self) -> list[str]:
         return first_occurrence(self.doc_ids)[:DEPTH]
 
-    def reranked_docs(self, scores: dict[str, float], n: int) -> list[str]:
-        head = sorted(range(min(n, len(self.chunk_ids))), key=lambda i: -scores[self.chunk_ids[i]])
+    def reranked_docs(self, scores: dict[str, float], n: int, dense_weight: float = 0.0) -> list[str]:
+        """The first `n` chunks reordered as Rag.Ask orders them: reranker score + `dense_weight` x cosine (the
+        cosine term only where every one of them has a cosine), the rest in their order."""
+        size = min(n, len(self.chunk_ids))
+        cosines = self.cosines[:size]
+        weight = dense_weight if all(c is not None for c in cosines) else 0.0
+
+        def key(i: int) -> float:
+            return scores[self.chunk_ids[i]] + weight * (cosines[i] or 0.0)
+
+        head = sorted(range(size), key=lambda i: -key(i))
         order = head + list(range(len(head), len(self.chunk_ids)))
         return first_occurrence([self.doc_ids[i] for i in order])[:DEPTH]
 
 
 def ranking(response: memory_pb2.SearchResponse) -> Ranking:
     chunks = [h.chunk for h in response.hits]
-    return Ranking([c.chunk_id for c in chunks], [c.doc_id for c in chunks], [rerank_text(c, True) for c in chunks])
+    return Ranking(
+        [c.chunk_id for c in chunks],
+        [c.doc_id for c in chunks],
+        [rerank_text(c, True) for c in chunks],
+        [h.dense_score if h.HasField("dense_score") else None for h in response.hits],
+    )
 
 
 def run(ctx: Context) -> SuiteResult:
@@ -120,6 +138,7 @@ def run(ctx: Context) -> SuiteResult:
         "documents": len(docs),
         "rerank_n": n_rerank,
         "hybrid_fusion": fusion(),
+        "rerank_dense_weight": dense_weight(),
     }
     runs: dict[str, dict[str, Ranking]] = {mode: {} for mode in MODES}
     latency: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -150,14 +169,15 @@ def run(ctx: Context) -> SuiteResult:
 
     for mode in MODES:
         plain = [runs[mode][q].docs() for q in qids]
-        reranked = [runs[mode][q].reranked_docs(pair_scores[q], n_rerank) for q in qids]
-        for name, ranked in ((mode, plain), (f"{mode}_rerank", reranked)):
+        reranked = [runs[mode][q].reranked_docs(pair_scores[q], n_rerank, figures["rerank_dense_weight"]) for q in qids]
+        alone = [runs[mode][q].reranked_docs(pair_scores[q], n_rerank) for q in qids]
+        for name, ranked in ((mode, plain), (f"{mode}_rerank", reranked), (f"{mode}_ce", alone)):
             figures[f"ndcg10_{name}"] = round(mean(ndcg_at(r, qrels[q]) for q, r in zip(qids, ranked, strict=True)), 4)
             figures[f"recall100_{name}"] = round(
                 mean(recall_at(r, qrels[q], DEPTH) for q, r in zip(qids, ranked, strict=True)), 4
             )
         figures.update(latency_summary(latency[mode], f"search_{mode}"))
-    configs = [name for mode in MODES for name in (mode, f"{mode}_rerank")]
+    configs = [name for mode in MODES for name in (mode, f"{mode}_rerank", f"{mode}_ce")]
     best = max(configs, key=lambda name: float(figures[f"ndcg10_{name}"]))
     figures["best_config"] = best
     figures["ndcg10"] = figures[f"ndcg10_{best}"]
@@ -213,12 +233,19 @@ def fusion() -> str:
     name = os.environ.get("WIKIMEM_HYBRID_FUSION", "") or "convex"
     if name == "rrf":
         return f"rrf, k = {os.environ.get('WIKIMEM_RRF_K', '') or 60}"
-    return f"convex, dense weight {os.environ.get('WIKIMEM_HYBRID_DENSE_WEIGHT', '') or 0.3}"
+    weight = os.environ.get("WIKIMEM_HYBRID_DENSE_WEIGHT", "") or MemoryConfig.hybrid_dense_weight
+    return f"convex, dense weight {weight}"
+
+
+def dense_weight() -> float:
+    """The orchestrator's WIKIMEM_RERANK_DENSE_WEIGHT as the services started here see it."""
+    raw = os.environ.get("WIKIMEM_RERANK_DENSE_WEIGHT", "")
+    return float(raw) if raw else OrchestratorConfig.rerank_dense_weight
 
 
 def label(name: str) -> str:
     mode, _, rerank = name.partition("_")
-    return LABELS[mode] + (" + rerank" if rerank else "")
+    return LABELS[mode] + {"": "", "rerank": " + rerank (Ask's order)", "ce": " + reranker alone"}[rerank]
 
 
 def markdown(figures: dict[str, Any], configs: list[str], n: int, quick: bool) -> str:
@@ -229,7 +256,8 @@ def markdown(figures: dict[str, Any], configs: list[str], n: int, quick: bool) -
         f"{scope}; {figures['chunks']} chunks ingested in {figures['ingest_s']} s "
         f"({figures['ingest_chunks_per_s']} chunks/s). Rerank: the first {n} chunks of each ranking, "
         f"{figures['rerank_pairs']} (query, chunk) pairs scored in {figures['rerank_s']} s. A document ranks by its "
-        f"best chunk. Hybrid fusion: {fusion()}.",
+        f"best chunk. Hybrid fusion: {fusion()}. The Ask's order: reranker score + "
+        f"{figures['rerank_dense_weight']:g} x cosine (WIKIMEM_RERANK_DENSE_WEIGHT; 'reranker alone': 0).",
         "",
         "| configuration (wikimem, through the services) | nDCG@10 | Recall@100 | search p50 ms |",
         "|---|---|---|---|",
@@ -239,7 +267,7 @@ def markdown(figures: dict[str, Any], configs: list[str], n: int, quick: bool) -
         latency = figures.get(f"search_{mode}_p50_ms", "")
         lines.append(
             f"| {label(name)} | {figures[f'ndcg10_{name}']:.3f} | {figures[f'recall100_{name}']:.3f} | "
-            f"{latency if not name.endswith('rerank') else ''} |"
+            f"{latency if name == mode else ''} |"
         )
     lines += ["", "| reference (SciFact test) | nDCG@10 |", "|---|---|"]
     lines += [f"| {name} | {value:.3f} |" for name, value in PUBLISHED + SCRIPTS]

@@ -44,6 +44,12 @@ def log_test_run(corpora: Sequence[str], questions: int, quick: bool) -> None:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", f":!{TEST_LOG.relative_to(ROOT)}"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        ).stdout.strip()
+        if commit and changed:
+            commit += "+changes"  # uncommitted edits to tracked files: the commit alone is not what ran
     except OSError:
         commit = "?"
     TEST_LOG.parent.mkdir(parents=True, exist_ok=True)

@@ -319,7 +319,14 @@ def _reader_answers(cands: Sequence[Cand], read_k: int, limit: int) -> list[Any]
     ]
 
 
-def sweep_sentences(tag: str, read_k: int = 5) -> None:
+def sweep_sentences(
+    tag: str,
+    read_k: int = 5,
+    candidates: Sequence[int] = (10, 20),
+    weights: Sequence[float] = (0.0, 0.005, 0.01),
+    floors: Sequence[float] = (-30.0, -20.0),
+    margins: Sequence[float] = (0.0, 2.0, 3.0, 5.0, 8.0),
+) -> None:
     """The sentence first decision of answering.py over the dumped passages: sentences embedded once (cached)."""
     import numpy as np
 
@@ -384,10 +391,16 @@ def sweep_sentences(tag: str, read_k: int = 5) -> None:
                 n["page"] += p["doc_id"] in q.doc_ids
         return n
 
-    for limit, weight, floor in itertools.product((10, 20), (0.0, 0.0025, 0.005, 0.01), (-30.0, -20.0)):
+    grid = itertools.product(candidates, weights, floors, margins)
+    for limit, weight, floor, margin in grid:
         best: tuple[float, dict[str, int]] | None = None
-        for threshold in [x / 100 for x in range(30, 80)]:
-            policy = AnswerPolicy(sentence_reader_weight=weight, sentence_floor=floor, sentence_threshold=threshold)
+        for threshold in [x / 200 for x in range(60, 240)]:
+            policy = AnswerPolicy(
+                sentence_reader_weight=weight,
+                sentence_floor=floor,
+                sentence_threshold=threshold,
+                sentence_margin_weight=margin,
+            )
             n = run(policy, limit)
             if n["abs_una"] >= 0.8 * n["una"] and (best is None or n["right"] > best[1]["right"]):
                 best = (threshold, n)
@@ -395,10 +408,11 @@ def sweep_sentences(tag: str, read_k: int = 5) -> None:
         if best is not None:
             t, n = best
             print(
-                f"candidates={limit} weight={weight:g} floor={floor:g}: no abstention right "
-                f"{off['right']}/{off['ans']}; at >= 80% unanswerable abstained: threshold {t:.2f} right "
+                f"candidates={limit} weight={weight:g} floor={floor:g} margin={margin:g}: no abstention right "
+                f"{off['right']}/{off['ans']}; at >= 80% unanswerable abstained: threshold {t:.3f} right "
                 f"{n['right']}/{n['ans']} page {n['page']} abstained {n['abs_ans']}/{n['ans']} "
-                f"+ {n['abs_una']}/{n['una']}"
+                f"+ {n['abs_una']}/{n['una']}",
+                flush=True,
             )
 
 
@@ -408,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="base")
     parser.add_argument("--retrieve-k", type=int, default=20)
     parser.add_argument("--variants", default="plain,heading")
+    parser.add_argument("--candidates", default="10,20", help="sweep-sentences: reader candidate spans")
+    parser.add_argument("--weights", default="0,0.005,0.01", help="sweep-sentences: reader weights")
+    parser.add_argument("--floors", default="-30,-20", help="sweep-sentences: span score floors")
+    parser.add_argument("--margins", default="0,2,3,5,8", help="sweep-sentences: margin weights")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.command == "dump":
@@ -417,7 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "sweep-retrieval":
         sweep_retrieval(args.tag)
     elif args.command == "sweep-sentences":
-        sweep_sentences(args.tag)
+        sweep_sentences(
+            args.tag,
+            candidates=[int(x) for x in args.candidates.split(",")],
+            weights=[float(x) for x in args.weights.split(",")],
+            floors=[float(x) for x in args.floors.split(",")],
+            margins=[float(x) for x in args.margins.split(",")],
+        )
     else:
         sweep(args.tag, [v for v in args.variants.split(",") if v])
     return 0

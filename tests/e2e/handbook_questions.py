@@ -26,8 +26,12 @@ QUESTIONS: tuple[HandbookQuestion, ...] = (
     ),
     HandbookQuestion(
         "What is the street address of the GSA headquarters building in Washington, D.C.?",
-        # The D.C. office page has the street address; the 18F mission page names the same corner.
-        ("general-information-and-resources/washington-dc.md", "about-us/tts-consulting/about/mission.md"),
+        # The D.C. office page has the street address; the 18F mission and history pages name the same corner.
+        (
+            "general-information-and-resources/washington-dc.md",
+            "about-us/tts-consulting/about/mission.md",
+            "18f/history-and-values.md",
+        ),
         ("1800 f st", "18th and f"),
     ),
     HandbookQuestion(

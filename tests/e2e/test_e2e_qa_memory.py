@@ -80,20 +80,22 @@ def test_a_different_question_with_shared_words_misses(wiki: tuple[WikimemClient
 
 
 def test_an_unrelated_write_keeps_the_answer_an_edit_of_its_page_retires_it(wiki: tuple[WikimemClient, str]) -> None:
-    """Retrieval of 3 chunks: the page on parking is not among the question's; the vacation page is."""
+    """Retrieval of 2 chunks: the page on parking is not among the question's; the vacation page is. (With 3, the
+    third place is a near tie that the new page's effect on score normalisation flips: the rule is right to miss
+    then, since the reranker would see other passages.)"""
     client, coll = wiki
-    first = client.ask(VACATION_Q, collection=coll, retrieve_k=3, read_k=3)
+    first = client.ask(VACATION_Q, collection=coll, retrieve_k=2, read_k=2)
     assert "27" in first.answer and first.citations[0].doc_id == "vacation.md"
     client.put_document("facilities/parking.md", "# Parking\n\nThe garage opens at seven.\n", collection=coll)
-    kept = client.ask(VACATION_Q, collection=coll, retrieve_k=3, read_k=3)
+    kept = client.ask(VACATION_Q, collection=coll, retrieve_k=2, read_k=2)
     assert kept.cache_source == "qa_memory" and kept.answer == first.answer  # the exact cache missed: new generation
 
     page = (EXAMPLES / "vacation.md").read_text(encoding="utf-8")
     edited = client.put_document("vacation.md", page.replace("27 days", "30 days"), collection=coll)
-    after = client.ask(VACATION_VARIANT, collection=coll, retrieve_k=3, read_k=3)
+    after = client.ask(VACATION_VARIANT, collection=coll, retrieve_k=2, read_k=2)
     assert after.cache_source == "none" and "30" in after.answer  # the remembered 27 was retired
     assert after.citations[0].revision == edited.document.revision
-    again = client.ask(VACATION_Q, collection=coll, retrieve_k=3, read_k=3)  # reuses the new answer
+    again = client.ask(VACATION_Q, collection=coll, retrieve_k=2, read_k=2)  # reuses the new answer
     assert "30" in again.answer and again.citations[0].revision == edited.document.revision
 
 

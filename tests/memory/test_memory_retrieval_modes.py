@@ -76,6 +76,24 @@ def test_a_rare_code_word_is_found_by_bm25_and_hybrid(memory: RunningMemory, emb
     assert default.mode == MODES[memory.core.config.retrieval_mode] and docs(default)[0] == "parts/9.md"
 
 
+def test_hits_carry_their_cosine_in_dense_and_hybrid_mode_only(memory: RunningMemory, embedder_addr: str) -> None:
+    """The Ask orders passages by reranker score + a weight x this cosine, so it must be the real cosine of the
+    query and chunk vectors in both modes, and absent (not 0) where none was computed."""
+    for doc_id, text in PARTS.items():
+        upsert(memory, doc_id, text)
+    upsert(memory, "parts/9.md", CODE_PAGE)
+    dense = search(memory, embedder_addr, CODE_QUESTION, DENSE, top_k=9)
+    assert all(h.HasField("dense_score") and h.dense_score == h.score for h in dense.hits)
+    cosine = {h.chunk.chunk_id: h.dense_score for h in dense.hits}
+    hybrid = search(memory, embedder_addr, CODE_QUESTION, HYBRID, top_k=9)
+    assert {h.chunk.chunk_id for h in hybrid.hits} == set(cosine)
+    for h in hybrid.hits:  # every chunk is among the dense candidates here: its own cosine, not the fused score
+        assert abs(h.dense_score - cosine[h.chunk.chunk_id]) < 1e-6
+    assert any(abs(h.dense_score - h.score) > 1e-3 for h in hybrid.hits)
+    bm25 = search(memory, embedder_addr, CODE_QUESTION, BM25, with_vector=False)
+    assert bm25.hits and not any(h.HasField("dense_score") for h in bm25.hits)
+
+
 def test_acl_and_collections_hold_in_every_mode(memory: RunningMemory, embedder_addr: str) -> None:
     upsert(memory, "salaries", "# Salaries\n\nThe salary bands XR-17 for 2024 are secret and listed here.", acl=["hr"])
     upsert(memory, "leave", LEAVE)

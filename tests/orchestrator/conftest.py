@@ -33,6 +33,9 @@ def peer_config(peers: Peers, **overrides: Any) -> OrchestratorConfig:
         rerank_timeout_s=5.0,
         # The fake embedder gives every text the same vector: the QA memory is tested with real models (tests/e2e).
         qa_memory=False,
+        # No background Embed calls after writes (they would race the calls tests count); the warming tests turn
+        # it on (test_orchestrator_sentence_warming.py).
+        sentence_warm_queue=0,
     )
     return dataclasses.replace(config, **overrides)
 

@@ -66,10 +66,14 @@ class FakeEmbedder(embedder_pb2_grpc.EmbedderServicer):
         self.model_id = ""
         #: Set: requests of more than one text fail UNAVAILABLE (the question's own embedding still works).
         self.fail_batches = False
+        #: The texts of every Embed request, in arrival order.
+        self.requests: list[list[str]] = []
 
     @grpc_errors
     def Embed(self, request: embedder_pb2.EmbedRequest, context: grpc.ServicerContext) -> embedder_pb2.EmbedResponse:
         self.calls.add("embed", request)
+        with self.calls.lock:
+            self.requests.append(list(request.texts))
         if self.fail_batches and len(request.texts) > 1:
             context.abort(grpc.StatusCode.UNAVAILABLE, "fake embedder: batches refused")
         matrix = np.ones((len(request.texts), 4), dtype=np.float32) / 2

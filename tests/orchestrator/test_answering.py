@@ -6,7 +6,14 @@ import pytest
 
 from wikimem_common.config import ConfigError
 from wikimem_contract.v1 import reader_pb2
-from wikimem_orchestrator.answering import AnswerPolicy, Sentence, choose_sentence, decide, sentence_context
+from wikimem_orchestrator.answering import (
+    AnswerPolicy,
+    Sentence,
+    choose_sentence,
+    decide,
+    margin,
+    sentence_context,
+)
 
 
 def span(text: str, score: float, passage: int) -> reader_pb2.ReadAnswer:
@@ -54,14 +61,16 @@ SENTENCES = [
     Sentence(0, 32, 60, "Ask HR for the form."),
     Sentence(1, 0, 25, "Badges open every door."),
 ]
-SENTENCE_POLICY = AnswerPolicy(sentence_reader_weight=0.01, sentence_floor=-30.0, sentence_threshold=0.5)
+SENTENCE_POLICY = AnswerPolicy(
+    sentence_reader_weight=0.01, sentence_floor=-30.0, sentence_threshold=0.5, sentence_margin_weight=0.0
+)
 
 
 def test_the_most_similar_sentence_answers_with_the_span_the_reader_found_inside_it() -> None:
     inside = reader_pb2.ReadAnswer(text="12 weeks", score=1.0, passage_index=0, start=21, end=29)
-    elsewhere = reader_pb2.ReadAnswer(text="every door", score=5.0, passage_index=1, start=13, end=23)
+    elsewhere = reader_pb2.ReadAnswer(text="every door", score=4.5, passage_index=1, start=13, end=23)
     decision = choose_sentence([elsewhere, inside], SENTENCES, [0.8, 0.3, 0.4], SENTENCE_POLICY)
-    assert decision.answer == inside  # 0.8 + 0.01 * 1 beats 0.4 + 0.01 * 5
+    assert decision.answer == inside  # 0.8 + 0.01 * 1 beats 0.4 + 0.01 * 4.5 (and 4.5 < 5: the reader is not sure)
     assert decision.value == pytest.approx(0.81)
 
 
@@ -85,6 +94,37 @@ def test_sentence_first_abstains_below_its_threshold_and_without_sentences() -> 
     low = choose_sentence([], SENTENCES, [0.3, 0.2, 0.1], SENTENCE_POLICY)  # 0.3 - 0.3 < 0.5
     assert low.answer is None and low.value == pytest.approx(0.0)
     assert choose_sentence([], [], [], SENTENCE_POLICY).answer is None
+
+
+def test_a_sentence_that_stands_out_answers_where_a_crowd_of_similar_ones_abstains() -> None:
+    policy = AnswerPolicy(sentence_reader_weight=0.0, sentence_threshold=0.8, sentence_margin_weight=1.0)
+    standout = choose_sentence([], SENTENCES, [0.6, 0.3, 0.2], policy)
+    assert standout.answer is not None and standout.value == pytest.approx(0.9)  # 0.6 + 1 x (0.6 - 0.3)
+    # A near miss: the page's topic, no sentence more on the question than the others.
+    crowd = choose_sentence([], SENTENCES, [0.6, 0.58, 0.55], policy)
+    assert crowd.answer is None and crowd.value == pytest.approx(0.62)
+    # The same sentence read twice (overlapping chunks) is not its own runner-up.
+    twice = [*SENTENCES, Sentence(2, 0, 31, "Parental  leave lasts 12 weeks.")]
+    assert margin(twice, [0.6, 0.3, 0.2, 0.59], 0) == pytest.approx(0.3)
+    assert margin(twice, [0.6, 0.3, 0.2, 0.59], 1) == pytest.approx(-0.3)  # below the best: negative
+    assert margin(SENTENCES[:1], [0.6], 0) == 0.0
+    # What stands out is the whole value: a part code only one sentence names lifts it above its look-alikes.
+    lookalikes = [
+        Sentence(0, 0, 40, "Part QZ-7713-K is kept on shelf 3."),
+        Sentence(1, 0, 40, "Part QZ-7137-K is kept on shelf 4."),
+        Sentence(2, 0, 40, "The key, tag QZ-7731-K, hangs in the office."),
+    ]
+    policy = AnswerPolicy(sentence_reader_weight=0.0, sentence_threshold=0.6, sentence_margin_weight=1.0)
+    coded = choose_sentence([], lookalikes, [0.55, 0.55, 0.45], policy, "Where is QZ-7731-K kept?")
+    assert coded.answer is not None and coded.answer.passage_index == 2
+    assert coded.value == pytest.approx(0.65 + 0.1)  # 0.45 + 0.2 code bonus, 0.1 above the look-alikes
+    # The only sentence naming the code answers even below the threshold (look-alikes crowd the margin) ...
+    close = choose_sentence([], lookalikes, [0.55, 0.55, 0.37], policy, "Where is QZ-7731-K kept?")
+    assert close.answer is not None and close.answer.passage_index == 2 and close.value < 0.6
+    # ... but not off topic, and not when another sentence names it too.
+    assert choose_sentence([], lookalikes, [0.55, 0.55, 0.2], policy, "Where is QZ-7731-K kept?").answer is None
+    two = [*lookalikes, Sentence(3, 0, 40, "QZ-7731-K was retired in May.")]
+    assert choose_sentence([], two, [0.55, 0.55, 0.37, 0.36], policy, "Where is QZ-7731-K kept?").answer is None
 
 
 def test_sentence_context_names_title_and_heading_once() -> None:

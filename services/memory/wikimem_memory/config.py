@@ -50,8 +50,8 @@ class MemoryConfig:
     retrieval_mode: str = "hybrid"
     #: How hybrid fuses the dense and BM25 lists: "convex" (min-max normalised scores, weighted) or "rrf".
     hybrid_fusion: str = "convex"
-    #: Convex fusion: weight of the dense score (BM25 gets 1 - it); tuned on training queries (fusion.py).
-    hybrid_dense_weight: float = 0.3
+    #: Convex fusion: weight of the dense score (BM25 gets 1 - it); chosen on the wiki-qa dev split (fusion.py).
+    hybrid_dense_weight: float = 0.5
     #: Reciprocal-rank fusion: score = sum over the dense and BM25 lists of 1 / (rrf_k + rank).
     rrf_k: int = 60
     #: Hybrid: candidates taken from each list before fusing (at least top_k).
@@ -94,7 +94,7 @@ class MemoryConfig:
             optimize_min_changes=env_int("WIKIMEM_OPTIMIZE_MIN_CHANGES", 1000),
             retrieval_mode=env_str("WIKIMEM_RETRIEVAL_MODE", "hybrid").strip().lower(),
             hybrid_fusion=env_str("WIKIMEM_HYBRID_FUSION", "convex").strip().lower(),
-            hybrid_dense_weight=env_float("WIKIMEM_HYBRID_DENSE_WEIGHT", 0.3),
+            hybrid_dense_weight=env_float("WIKIMEM_HYBRID_DENSE_WEIGHT", cls.hybrid_dense_weight),
             rrf_k=env_int("WIKIMEM_RRF_K", 60),
             hybrid_candidates=env_int("WIKIMEM_HYBRID_CANDIDATES", 100),
             coordination=env_str("WIKIMEM_MEMORY_COORDINATION", "local").strip().lower(),

@@ -73,6 +73,8 @@ class UpsertInput:
 class ScoredChunk:
     payload: dict[str, Any]
     score: float
+    #: The query-chunk cosine (dense and hybrid searches; None in bm25 mode): Rag.Ask ranks by it and the reranker.
+    dense: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,17 @@ class SearchResult:
 
 
 def fuse(dense: list[ScoredChunk], sparse: list[ScoredChunk], config: MemoryConfig) -> list[ScoredChunk]:
-    """The hybrid ranking (fusion.py); scores become the fused scores."""
+    """The hybrid ranking (fusion.py); scores become the fused scores. Each hit keeps its cosine; one that only BM25
+    found gets the lowest cosine of the dense candidates (its own is at most that)."""
     payloads = {str(h.payload["chunk_id"]): h.payload for h in [*dense, *sparse]}
     lists = [[(str(h.payload["chunk_id"]), h.score) for h in hits] for hits in (dense, sparse)]
+    cosines = dict(lists[0])
+    floor = min(cosines.values()) if cosines else None
     if config.hybrid_fusion == "rrf":
         fused = fusion.reciprocal_rank(lists[0], lists[1], config.rrf_k)
     else:
         fused = fusion.convex(lists[0], lists[1], config.hybrid_dense_weight)
-    return [ScoredChunk(payload=payloads[key], score=score) for key, score in fused]
+    return [ScoredChunk(payload=payloads[key], score=score, dense=cosines.get(key, floor)) for key, score in fused]
 
 
 class MemoryService:
@@ -393,6 +398,8 @@ class MemoryService:
             assert query.vector is not None
             vector = query.vector[0]
             (hits,) = self._current("search", lambda n: [self.store.search(vector, n, flt)], k, timings)
+            for h in hits:
+                h.dense = h.score
         else:
             with timings.stage("lexical"):
                 terms = lexical.query_vector(query.text)

@@ -118,7 +118,10 @@ class MemoryServicer(memory_pb2_grpc.MemoryServicer):
             timings,
         )
         response = memory_pb2.SearchResponse(
-            hits=[common_pb2.ScoredChunk(chunk=chunk_proto(h.payload), score=h.score) for h in result.hits],
+            hits=[
+                common_pb2.ScoredChunk(chunk=chunk_proto(h.payload), score=h.score, dense_score=h.dense)
+                for h in result.hits
+            ],
             generation=result.generation,
             mode=MODES[result.mode],
             warnings=result.warnings,

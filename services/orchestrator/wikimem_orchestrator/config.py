@@ -54,6 +54,8 @@ class OrchestratorConfig:
     max_question_chars: int = 2000
     #: Prefix reranked passages with "title > heading." so the cross-encoder sees where the chunk sits.
     rerank_context: bool = True
+    #: Passages are ordered by reranker score + this x the question-chunk cosine (ranking.py; 0 = reranker alone).
+    rerank_dense_weight: float = 30.0
     #: Answer and embedding caches on/off (off: every Ask is computed).
     cache: bool = True
     redis_url: str | None = None
@@ -95,6 +97,14 @@ class OrchestratorConfig:
     verify_lexical_weight: float = VerifyConfig.lexical_weight
     #: Use the embedder for semantic support (off: lexical overlap and key terms only).
     verify_embeddings: bool = True
+    #: Chunks whose sentence vectors (sentence first answer decision, sentences.py) are kept in process, least
+    #: recently used out first; about 15 KB each with the default embedder (0: none kept in process).
+    sentence_vector_chunks: int = 4000
+    #: With Redis: how long sentence vectors are kept there, shared by replicas and restarts (0: not kept there).
+    sentence_vectors_ttl_s: float = 7 * 86400.0
+    #: Documents written through this orchestrator that wait to have their sentence vectors computed in the
+    #: background (sentence_warming.py); a write that finds the queue full is not warmed (0: no warming).
+    sentence_warm_queue: int = 1000
     context_chars: int = 300
     max_context_chars: int = 20_000
     list_page_size: int = 100
@@ -125,6 +135,7 @@ class OrchestratorConfig:
             max_doc_id_chars=env_int("WIKIMEM_MAX_DOC_ID_CHARS", 512),
             max_question_chars=env_int("WIKIMEM_MAX_QUESTION_CHARS", 2000),
             rerank_context=env_bool("WIKIMEM_RERANK_CONTEXT", True),
+            rerank_dense_weight=env_float("WIKIMEM_RERANK_DENSE_WEIGHT", cls.rerank_dense_weight),
             cache=env_bool("WIKIMEM_CACHE", True),
             redis_url=redis_url,
             redis=RedisTarget.from_env(),
@@ -141,6 +152,9 @@ class OrchestratorConfig:
             qa_memory_ttl_s=env_float("WIKIMEM_QA_MEMORY_TTL_S", 86400.0),
             qa_memory_check=env_str("WIKIMEM_QA_MEMORY_CHECK", "retrieval"),
             qa_memory_guard=env_str("WIKIMEM_QA_MEMORY_GUARD", "same-words"),
+            sentence_vector_chunks=env_int("WIKIMEM_SENTENCE_VECTOR_CHUNKS", cls.sentence_vector_chunks),
+            sentence_vectors_ttl_s=env_float("WIKIMEM_SENTENCE_VECTORS_TTL_S", cls.sentence_vectors_ttl_s),
+            sentence_warm_queue=env_int("WIKIMEM_SENTENCE_WARM_QUEUE", cls.sentence_warm_queue),
             context_chars=env_int("WIKIMEM_CONTEXT_CHARS", 300),
             read_timeout_s=env_float("WIKIMEM_READ_TIMEOUT_S", 300.0),
             verify_unsupported=env_str("WIKIMEM_VERIFY_UNSUPPORTED", "drop"),
@@ -168,6 +182,13 @@ class OrchestratorConfig:
             raise ConfigError(
                 f"WIKIMEM_RETRIEVE_K ({self.retrieve_k}) must not exceed WIKIMEM_MAX_RETRIEVE_K ({self.max_retrieve_k})"
             )
+        for name, env in (
+            ("sentence_vector_chunks", "WIKIMEM_SENTENCE_VECTOR_CHUNKS"),
+            ("sentence_vectors_ttl_s", "WIKIMEM_SENTENCE_VECTORS_TTL_S"),
+            ("sentence_warm_queue", "WIKIMEM_SENTENCE_WARM_QUEUE"),
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{env} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.qa_memory_threshold <= 1.0:
             raise ConfigError(f"WIKIMEM_QA_MEMORY_THRESHOLD must be in (0, 1], got {self.qa_memory_threshold}")
         if not 1 <= self.qa_memory_entries <= MAX_QA_MEMORY_ENTRIES:
@@ -186,6 +207,8 @@ class OrchestratorConfig:
         for name in ("verify_threshold", "verify_lexical_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"WIKIMEM_{name.upper()} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.rerank_dense_weight <= 1000.0:
+            raise ConfigError(f"WIKIMEM_RERANK_DENSE_WEIGHT must be in [0, 1000], got {self.rerank_dense_weight}")
         if self.on_rerank_overload not in ("fail", "degrade"):
             raise ConfigError(
                 f"WIKIMEM_ON_RERANK_OVERLOAD must be 'fail' or 'degrade', got {self.on_rerank_overload!r}"

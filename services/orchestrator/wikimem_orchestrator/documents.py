@@ -12,6 +12,9 @@ a missing document (NOT_FOUND; no revision in any message). The write then carri
 that was checked, so the document cannot change hands between the check and the write (a lost race re-checks).
 Within one orchestrator, checked writes of one document take turns (KeyedLocks), so only writes through other
 replicas can make a check stale; those re-check after a short random pause.
+
+A written document is then handed to the sentence warmer (sentence_warming.py), which computes its sentence
+vectors in the background for the first Ask that reads it; that never delays or fails the write.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .auth.policy import Policy
 from .cache import DELETED, GenerationTracker, QueryCache, normalise_collection
 from .config import OrchestratorConfig
 from .pipeline import Deadline
+from .sentence_warming import SentenceWarmer
 
 #: Checked writes that lose a race (the document changed between the check and the write) are re-checked this
 #: many times before the caller gets ABORTED.
@@ -64,12 +68,14 @@ class Documents:
         cache: QueryCache,
         generation: GenerationTracker,
         policy: Policy | None = None,
+        warmer: SentenceWarmer | None = None,
     ) -> None:
         self.config = config
         self.memory = memory
         self.cache = cache
         self.generation = generation
         self.policy = policy or Policy(config.auth)
+        self.warmer = warmer
         self._turns = KeyedLocks()
 
     def _current(self, identity: Identity, collection: str, doc_id: str, deadline: Deadline) -> int | None:
@@ -147,8 +153,10 @@ class Documents:
             _pause(attempt)
         else:
             raise Aborted(f"document {doc_id!r} kept changing during {MAX_WRITE_ATTEMPTS} attempts; try again")
-        self._written(result.document.collection or request.collection, result.document.doc_id or doc_id,
-                      int(result.document.revision), int(result.generation), timings)
+        collection, written_id = result.document.collection or request.collection, result.document.doc_id or doc_id
+        self._written(collection, written_id, int(result.document.revision), int(result.generation), timings)
+        if self.warmer is not None:  # also for an unchanged document: its vectors may have been evicted since
+            self.warmer.submit(normalise_collection(collection), written_id, list(result.document.acl))
         response = rag_pb2.PutDocumentResponse(
             document=result.document, changed=result.changed, generation=result.generation
         )

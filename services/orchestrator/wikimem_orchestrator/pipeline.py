@@ -49,6 +49,7 @@ from .config import OrchestratorConfig
 from .grounding import POLICIES, add_extractive, ground_generated
 from .overload import ReaderRateLimit, on_rerank_failure
 from .qa_memory import Hit, QAMemory
+from .ranking import rank
 from .verify import Embed
 
 log = logging.getLogger("wikimem.orchestrator.pipeline")
@@ -178,6 +179,7 @@ class Pipeline:
         generation: GenerationTracker,
         qa_memory: QAMemory | None = None,
         answer_policy: AnswerPolicy | None = None,
+        sentence_vectors: sentence_scores.VectorCache | None = None,
     ) -> None:
         self.config = config
         self.backends = backends
@@ -186,8 +188,8 @@ class Pipeline:
         self.qa_memory = qa_memory
         #: Extractive answers: span choice and abstention decided here (answering.py), not by the reader alone.
         self.answer_policy = answer_policy or AnswerPolicy.from_env()
-        #: Sentence vectors of the chunks read (sentence first decision), per chunk id.
-        self.sentence_vectors = sentence_scores.VectorCache()
+        #: Sentence vectors of the chunks read (sentence first decision), per collection and chunk id.
+        self.sentence_vectors = sentence_vectors or sentence_scores.VectorCache()
         #: Generative reads per caller (the servicer charges each Ask that names a generative reader).
         self.reader_limit = ReaderRateLimit(config)
 
@@ -286,7 +288,7 @@ class Pipeline:
             if stream:
                 yield response.answer
         else:
-            hits = self._rerank(params, hits, deadline, timings, warnings, response)
+            hits, logits = self._rerank(params, hits, deadline, timings, warnings, response)
             passages = hits[: params.read_k]
             scored = None
             # (Not for a reader named as generative: its own words are verified instead, grounding.py.)
@@ -301,7 +303,7 @@ class Pipeline:
                 )
             sent: list[str] = []
             read = yield from self._read(params, passages, deadline, timings, stream, sent)
-            self._answer(response, read, passages, params, deadline, timings, warnings, scored)
+            self._answer(response, read, passages, logits[: params.read_k], params, deadline, timings, warnings, scored)
             if params.include_passages:
                 response.passages.extend(hits)
             if stream and not sent:  # a reader that streamed nothing (or abstained): the answer as one delta
@@ -411,11 +413,13 @@ class Pipeline:
         timings: Timings,
         warnings: list[str],
         response: rag_pb2.AskResponse,
-    ) -> list[common_pb2.ScoredChunk]:
-        """Hits in reranker order with reranker scores; on a reranker failure, WIKIMEM_ON_RERANK_OVERLOAD decides:
-        an error (fail), or the vector order marked `reranked=false` with a warning (degrade)."""
+    ) -> tuple[list[common_pb2.ScoredChunk], list[float]]:
+        """Hits in ranking order (ranking.py: the reranker's score plus WIKIMEM_RERANK_DENSE_WEIGHT x the dense
+        cosine) with that score, and the reranker's own scores in the same order (the span decision's calibration);
+        on a reranker failure, WIKIMEM_ON_RERANK_OVERLOAD decides: an error (fail), or the vector order marked
+        `reranked=false` with a warning (degrade)."""
         if len(hits) < 2:
-            return hits
+            return hits, [h.score for h in hits]
         request = reranker_pb2.RerankRequest(
             query=params.question, passages=[rerank_text(h.chunk, self.config.rerank_context) for h in hits]
         )
@@ -430,8 +434,8 @@ class Pipeline:
         except ServiceError as exc:
             warnings.append(on_rerank_failure(exc, self.config.on_rerank_overload))  # raises unless "degrade"
             response.reranked = False
-            return hits
-        return [common_pb2.ScoredChunk(chunk=hits[i].chunk, score=result.scores[i]) for i in result.order]
+            return hits, [h.score for h in hits]
+        return rank(hits, list(result.scores), self.config.rerank_dense_weight, params.question)
 
     def _read(
         self,
@@ -472,6 +476,7 @@ class Pipeline:
         response: rag_pb2.AskResponse,
         read: reader_pb2.ReadResponse,
         passages: list[common_pb2.ScoredChunk],
+        rerank_scores: list[float],
         params: AskParams,
         deadline: Deadline,
         timings: Timings,
@@ -499,7 +504,9 @@ class Pipeline:
                 f"{len(passages)} were given"
             )
         if self.answer_policy.enabled:
-            decision = self._decide(params.question, read, passages, response.reranked, scored, timings, warnings)
+            decision = self._decide(
+                params.question, read, rerank_scores if response.reranked else None, scored, timings, warnings
+            )
             if decision.answer is None:
                 response.abstained = True
                 response.abstain_reason = (
@@ -520,13 +527,13 @@ class Pipeline:
         self,
         question: str,
         read: reader_pb2.ReadResponse,
-        passages: list[common_pb2.ScoredChunk],
-        reranked: bool,
+        rerank_scores: list[float] | None,
         scored: Future[sentence_scores.Scored] | None,
         timings: Timings,
         warnings: list[str],
     ) -> Decision:
-        """Sentence first when the sentences were scored; the span decision when not (or when scoring failed)."""
+        """Sentence first when the sentences were scored; the span decision when not (or when scoring failed).
+        `rerank_scores`: the reranker's scores of the passages read, None when they were not reranked."""
         if scored is not None:
             with timings.stage("sentences"):
                 try:
@@ -535,7 +542,7 @@ class Pipeline:
                     warnings.append(f"sentences not scored ({exc.message}); the answer span was chosen without them")
                 else:
                     return choose_sentence(read.answers, sentences, similarity, self.answer_policy, question)
-        return decide(read.answers, [p.score for p in passages] if reranked else None, self.answer_policy)
+        return decide(read.answers, rerank_scores, self.answer_policy)
 
     def _embed_texts(self, deadline: Deadline) -> Embed:
         def embed(texts: list[str]) -> npt.NDArray[np.float32]:

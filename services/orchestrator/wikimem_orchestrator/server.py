@@ -1,4 +1,4 @@
-"""Wiring: config -> peers, cache, pipeline, documents, authentication, audit -> Rag servicer."""
+"""Wiring: config -> peers, cache, pipeline, sentence warming, documents, authentication, audit -> Rag servicer."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from .documents import Documents
 from .peers import GrpcBackends
 from .pipeline import Pipeline
 from .qa_memory import LocalQAStore, QAMemory, QAMemorySettings, RedisQAStore
+from .sentence_warming import Foreground, SentenceWarmer, warm_peers
+from .sentences import VectorCache
 from .servicer import RagServicer
 
 log = logging.getLogger("wikimem.orchestrator")
@@ -49,6 +51,26 @@ def make_qa_memory(config: OrchestratorConfig, store: CacheStore | None) -> QAMe
     )
     qa_store = RedisQAStore(store) if isinstance(store, RedisStore) else LocalQAStore()
     return QAMemory(qa_store, settings, revisions=store.get_revisions)
+
+
+def make_sentence_vectors(config: OrchestratorConfig, store: CacheStore | None) -> VectorCache:
+    """The sentence vector cache: in process, and in Redis too when the cache lives there."""
+    shared = store if isinstance(store, RedisStore) and config.sentence_vectors_ttl_s > 0 else None
+    return VectorCache(config.sentence_vector_chunks, shared, config.sentence_vectors_ttl_s)
+
+
+def make_sentence_warmer(
+    config: OrchestratorConfig, backends: GrpcBackends, pipeline: Pipeline, foreground: Foreground
+) -> SentenceWarmer | None:
+    """Sentence vectors computed at writes; None when Asks do not use them (sentence first off) or the queue is 0."""
+    policy = pipeline.answer_policy
+    peers = warm_peers(backends)
+    if config.sentence_warm_queue <= 0 or not (policy.enabled and policy.sentences) or peers is None:
+        return None
+    return SentenceWarmer(
+        peers, pipeline.sentence_vectors, foreground, config.sentence_warm_queue, config.peer_timeout_s,
+        info_model_fallback=pipeline.cache.enabled,
+    )
 
 
 def make_authenticator(config: OrchestratorConfig, listen: str) -> Authenticator:
@@ -86,14 +108,21 @@ def build(
     store = make_store(cfg)
     cache = QueryCache(store, cfg.answer_ttl_s, cfg.embedding_ttl_s)
     tracker = GenerationTracker(lambda: backends.generation(cfg.peer_timeout_s), cfg.generation_max_age_s)
-    pipeline = Pipeline(cfg, backends, cache, tracker, make_qa_memory(cfg, store))
-    servicer = RagServicer(pipeline, Documents(cfg, backends, cache, tracker), authenticator, audit)
+    pipeline = Pipeline(
+        cfg, backends, cache, tracker, make_qa_memory(cfg, store), sentence_vectors=make_sentence_vectors(cfg, store)
+    )
+    foreground = Foreground()
+    warmer = make_sentence_warmer(cfg, backends, pipeline, foreground)
+    documents = Documents(cfg, backends, cache, tracker, warmer=warmer)
+    servicer = RagServicer(pipeline, documents, authenticator, audit, foreground)
 
     def register(server: grpc.Server) -> list[str]:
         rag_pb2_grpc.add_RagServicer_to_server(servicer, server)
         return [rag_pb2.DESCRIPTOR.services_by_name["Rag"].full_name]
 
     def close() -> None:
+        if warmer is not None:
+            warmer.close()
         backends.close()
         cache.close()
         audit.close()

@@ -21,6 +21,7 @@ from .auth import AuthConfig, Authenticator, Identity
 from .auth.policy import Policy
 from .documents import Documents
 from .pipeline import AskParams, Deadline, Pipeline, parse_groups
+from .sentence_warming import Foreground
 
 GROUPS_METADATA = metadata.GROUPS
 
@@ -42,12 +43,15 @@ class RagServicer(rag_pb2_grpc.RagServicer):
         documents: Documents,
         authenticator: Authenticator | None = None,
         audit: AuditLog | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.documents = documents
         self.auth = authenticator or Authenticator(AuthConfig())
         self.policy = Policy(self.auth.config)
         self.audit = audit or AuditLog()
+        #: Asks and writes in flight, which background work (sentence warming) lets go first.
+        self.foreground = foreground or Foreground()
 
     def _identify(self, context: grpc.ServicerContext) -> Identity:
         return self.auth.identify(context.invocation_metadata())
@@ -60,7 +64,7 @@ class RagServicer(rag_pb2_grpc.RagServicer):
 
     @grpc_errors
     def Ask(self, request: rag_pb2.AskRequest, context: grpc.ServicerContext) -> rag_pb2.AskResponse:
-        with self.audit.record("Ask", context, collection=request.options.collection) as entry:
+        with self.foreground.busy(), self.audit.record("Ask", context, collection=request.options.collection) as entry:
             entry.identity = self._identify(context)
             params = self._ask_params(request, entry.identity)
             return self.pipeline.ask(params, caller_deadline(context))
@@ -69,7 +73,10 @@ class RagServicer(rag_pb2_grpc.RagServicer):
     def AskStream(
         self, request: rag_pb2.AskStreamRequest, context: grpc.ServicerContext
     ) -> Iterator[rag_pb2.AskStreamResponse]:
-        with self.audit.record("AskStream", context, collection=request.options.collection) as entry:
+        with (
+            self.foreground.busy(),
+            self.audit.record("AskStream", context, collection=request.options.collection) as entry,
+        ):
             entry.identity = self._identify(context)
             params = self._ask_params(request, entry.identity)
             for event in self.pipeline.run(params, caller_deadline(context), stream=True):
@@ -82,7 +89,7 @@ class RagServicer(rag_pb2_grpc.RagServicer):
     def PutDocument(
         self, request: rag_pb2.PutDocumentRequest, context: grpc.ServicerContext
     ) -> rag_pb2.PutDocumentResponse:
-        with self.audit.record(
+        with self.foreground.busy(), self.audit.record(
             "PutDocument", context, collection=request.collection, doc_id=request.doc_id, revision=request.revision
         ) as entry:
             entry.identity = self._identify(context)

@@ -221,7 +221,15 @@ class ScoredChunk(_message.Message):
 
     CHUNK_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
+    DENSE_SCORE_FIELD_NUMBER: _builtins.int
     score: _builtins.float
+    """The ranking score of whoever ranked it last (memory: cosine, BM25 or fused; Rag.Ask: reranker + dense, see
+    AskResponse.passages).
+    """
+    dense_score: _builtins.float
+    """Cosine of the query and chunk embeddings, where the search computed one (dense and hybrid modes; unset in bm25
+    mode). A hybrid hit found only by BM25 carries the lowest cosine of the dense candidates: an upper bound.
+    """
     @_builtins.property
     def chunk(self) -> Global___Chunk: ...
     def __init__(
@@ -229,12 +237,15 @@ class ScoredChunk(_message.Message):
         *,
         chunk: Global___Chunk | None = ...,
         score: _builtins.float = ...,
+        dense_score: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dense_score", b"_dense_score", "chunk", b"chunk", "dense_score", b"dense_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dense_score", b"_dense_score", "chunk", b"chunk", "dense_score", b"dense_score", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__dense_score: _TypeAlias = _typing.Literal["dense_score"]  # noqa: Y015
+    _WhichOneofArgType__dense_score: _TypeAlias = _typing.Literal["_dense_score", b"_dense_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dense_score) -> _WhichOneofReturnType__dense_score | None: ...
 
 Global___ScoredChunk: _TypeAlias = ScoredChunk  # noqa: Y015
 
