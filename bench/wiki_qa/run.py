@@ -44,8 +44,9 @@ def log_test_run(corpora: Sequence[str], questions: int, quick: bool) -> None:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
+        log = [f":!{TEST_LOG.relative_to(ROOT)}"] if TEST_LOG.is_relative_to(ROOT) else []
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", f":!{TEST_LOG.relative_to(ROOT)}"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *log],
             cwd=ROOT, capture_output=True, text=True, check=False,
         ).stdout.strip()
         if commit and changed:
