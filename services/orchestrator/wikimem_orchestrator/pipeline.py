@@ -189,7 +189,7 @@ class Pipeline:
         #: Extractive answers: span choice and abstention decided here (answering.py), not by the reader alone.
         self.answer_policy = answer_policy or AnswerPolicy.from_env()
         #: Sentence vectors of the chunks read (sentence first decision), per collection and chunk id.
-        self.sentence_vectors = sentence_vectors or sentence_scores.VectorCache()
+        self.sentence_vectors = sentence_vectors if sentence_vectors is not None else sentence_scores.VectorCache()
         #: Generative reads per caller (the servicer charges each Ask that names a generative reader).
         self.reader_limit = ReaderRateLimit(config)
 
